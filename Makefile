@@ -1,0 +1,47 @@
+# Smart-Support. `make serve` installs, builds models/ if missing and serves; `make test` tests.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 2
+MODEL_DIR ?= models
+TRAIN_DATA ?= data/train.jsonl
+TEST_DATA ?= data/test.jsonl
+DEV_DATA ?= ../shared/eval/dev_tickets.jsonl
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install model serve test evaluate clean-model
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools
+	$(BIN)/python -m pip install --quiet --no-build-isolation -e '.[test]'
+	@touch $@
+
+model: install
+	@if [ -f $(MODEL_DIR)/metadata.json ]; then \
+		echo "model present in $(MODEL_DIR) ($$(grep -m1 '"version"' $(MODEL_DIR)/metadata.json))"; \
+	else \
+		echo "building the default model into $(MODEL_DIR) (a few minutes on 2 cores)"; \
+		$(BIN)/smart-support --verbose train --data $(TRAIN_DATA) --out $(MODEL_DIR); \
+	fi
+
+serve: model
+	HOST=$(HOST) PORT=$(PORT) WORKERS=$(WORKERS) SMART_SUPPORT_MODEL_DIR=$(MODEL_DIR) \
+		$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+test: install
+	$(BIN)/python -m pytest
+
+evaluate: model
+	$(BIN)/smart-support evaluate --data $(TEST_DATA) --model-dir $(MODEL_DIR) --out reports/test.json
+	@if [ -f $(DEV_DATA) ]; then \
+		$(BIN)/smart-support evaluate --data $(DEV_DATA) --model-dir $(MODEL_DIR) --out reports/dev.json; \
+	else echo "no $(DEV_DATA): skipping the outside-author evaluation"; fi
+
+clean-model:
+	rm -rf $(MODEL_DIR)/classifier $(MODEL_DIR)/*.pkl $(MODEL_DIR)/*.json

@@ -1,0 +1,44 @@
+"""gunicorn settings for Smart-Support; every value can be overridden from the environment.
+
+torch starts thread pools on first use, and a fork after that can deadlock, so the app is NOT
+preloaded in the master: each worker imports torch and loads the model after the fork.
+workers x torch threads is kept <= the number of cores.
+"""
+import os
+import shutil
+import tempfile
+
+cores = os.cpu_count() or 1
+workers = int(os.environ.get("WORKERS", os.environ.get("SMART_SUPPORT_WORKERS", min(2, cores))))
+os.environ.setdefault("SMART_SUPPORT_TORCH_THREADS", str(max(1, cores // max(1, workers))))
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+worker_class = "sync"
+preload_app = False
+timeout = int(os.environ.get("SMART_SUPPORT_WORKER_TIMEOUT", "60"))
+graceful_timeout = 20
+keepalive = 5
+# nginx in front buffers slow clients; the limits below match deploy/nginx.conf.
+limit_request_line = 8190
+limit_request_fields = 100
+accesslog = os.environ.get("SMART_SUPPORT_ACCESS_LOG", "-")
+access_log_format = ('{"remote": "%(h)s", "request": "%(r)s", "status": %(s)s, '
+                     '"bytes": %(B)s, "duration_ms": %(M)s, "agent": "%(a)s"}')
+errorlog = "-"
+loglevel = os.environ.get("SMART_SUPPORT_LOG_LEVEL", "info").lower()
+
+# Prometheus multi-process mode: every worker writes samples here and /metrics sums them.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+    prefix="smart-support-metrics-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def on_starting(server):
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

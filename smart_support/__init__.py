@@ -1,0 +1,57 @@
+"""Smart-Support: support-ticket triage as a Flask service."""
+from __future__ import annotations
+
+from flask import Flask, send_from_directory
+
+__version__ = "1.0.0"
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app. `test_config` keys in lower case override settings (e.g. model_dir);
+    upper-case keys go to Flask's config."""
+    from flask_smorest import Api
+
+    from smart_support import errors, metrics
+    from smart_support.api import classify, health
+    from smart_support.config import Settings
+    from smart_support.inference.service import TriageService
+    from smart_support.logs import configure_logging
+
+    test_config = dict(test_config or {})
+    settings = Settings.from_env(**{k: v for k, v in test_config.items() if k.islower()})
+    configure_logging(settings.log_level)
+
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        API_TITLE="Smart-Support",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/docs/assets/",
+    )
+    app.json.sort_keys = False
+    app.config.update({k: v for k, v in test_config.items() if k.isupper()})
+
+    service = TriageService(settings)
+    app.extensions["smart_support"] = service
+    service.load()
+
+    api = Api(app)
+    api.register_blueprint(classify.blp)
+    api.register_blueprint(health.blp)
+    errors.register_error_handlers(app)
+    metrics.init_app(app)
+    _serve_docs_assets(app)
+    return app
+
+
+def _serve_docs_assets(app: Flask) -> None:
+    """Swagger UI's files from the swagger-ui-bundle package, so /docs works offline."""
+    import swagger_ui_bundle
+
+    @app.route("/docs/assets/<path:filename>")
+    def docs_assets(filename):
+        return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)

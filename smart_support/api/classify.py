@@ -1,0 +1,79 @@
+"""POST /classify and /classify/batch."""
+from __future__ import annotations
+
+import time
+
+from flask import current_app, g, request
+from flask_smorest import Blueprint, abort
+
+from smart_support.api.schemas import (
+    BatchRequestSchema, BatchResponseSchema, ClassificationSchema, TicketSchema,
+)
+from smart_support.inference.predictor import Ticket
+from smart_support.inference.service import NotReady
+from smart_support.metrics import observe_triage
+
+blp = Blueprint("classify", __name__, description="Classify support tickets.")
+
+
+@blp.before_request
+def require_json():
+    if request.method == "POST" and not request.is_json:
+        abort(415, message="Content-Type must be application/json.")
+
+
+def _run(payloads: list[dict]):
+    service = current_app.extensions["smart_support"]
+    tickets = [Ticket(p.get("subject") or "", p["description"]) for p in payloads]
+    try:
+        results, timings = service.triage(tickets)
+    except NotReady as exc:
+        abort(503, message=f"The model is not ready: {exc.reason}")
+    observe_triage(results, timings)
+    return service.model_version, [
+        {
+            "ticket_id": payload.get("ticket_id"),
+            "category": r.category,
+            "urgency_score": round(r.urgency_score, 4),
+            "confidence": round(r.confidence, 4),
+            "scores": {label: round(p, 4) for label, p in r.scores.items()},
+            "model_category": r.model_category,
+            "override": r.override,
+            "model_version": service.model_version,
+        }
+        for payload, r in zip(payloads, results)
+    ]
+
+
+def _elapsed() -> float:
+    return round(time.perf_counter() - g.request_started, 6)
+
+
+ERRORS = {415: "Content-Type is not application/json.", 413: "Body over the size limit.",
+          503: "The model is not loaded; the message says why."}
+
+
+@blp.route("/classify", methods=["POST"])
+@blp.arguments(TicketSchema)
+@blp.response(200, ClassificationSchema)
+@blp.alt_response(415, description=ERRORS[415])
+@blp.alt_response(413, description=ERRORS[413])
+@blp.alt_response(503, description=ERRORS[503])
+def classify(ticket):
+    """Classify one ticket: team, urgency, confidence and any rule that fired."""
+    _, (result,) = _run([ticket])
+    result["latency_seconds"] = _elapsed()
+    return result
+
+
+@blp.route("/classify/batch", methods=["POST"])
+@blp.arguments(BatchRequestSchema)
+@blp.response(200, BatchResponseSchema)
+@blp.alt_response(415, description=ERRORS[415])
+@blp.alt_response(413, description=ERRORS[413])
+@blp.alt_response(503, description=ERRORS[503])
+def classify_batch(body):
+    """Classify up to the batch limit of tickets in one pass, results in input order."""
+    version, results = _run(body["tickets"])
+    return {"results": results, "count": len(results), "model_version": version,
+            "latency_seconds": _elapsed()}

@@ -1,0 +1,38 @@
+"""Liveness, readiness and metrics."""
+from __future__ import annotations
+
+from flask import current_app
+from flask_smorest import Blueprint
+
+from smart_support import metrics
+from smart_support.api.schemas import HealthSchema, ReadySchema
+
+blp = Blueprint("health", __name__, description="Liveness, readiness and metrics.")
+
+
+@blp.route("/health", methods=["GET"])
+@blp.response(200, HealthSchema)
+def health():
+    """Liveness: the process answers, whether or not the model is loaded."""
+    return {"status": "ok"}
+
+
+@blp.route("/ready", methods=["GET"])
+@blp.response(200, ReadySchema)
+@blp.alt_response(503, schema=ReadySchema, description="Not ready; reason names the file.")
+def ready():
+    """Readiness: 200 only when every artifact is loaded and consistent."""
+    service = current_app.extensions["smart_support"]
+    if service.ready:
+        return {"ready": True, "model_version": service.model_version,
+                "labels": service.artifacts.labels}
+    return {"ready": False, "model_version": None, "reason": service.not_ready.reason,
+            "file": service.not_ready.path}, 503
+
+
+@blp.route("/metrics", methods=["GET"])
+@blp.doc(responses={200: {"description": "Prometheus text format.",
+                          "content": {"text/plain": {"schema": {"type": "string"}}}}})
+def prometheus_metrics():
+    """Prometheus metrics, aggregated over every worker."""
+    return metrics.render()

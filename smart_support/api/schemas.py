@@ -1,0 +1,117 @@
+"""Every request and response schema of the API, in one place.
+
+Size limits come from the settings of the running app (SMART_SUPPORT_MAX_*), so they are
+checked here at validation time rather than fixed in the schema classes.
+"""
+from __future__ import annotations
+
+from flask import current_app
+from marshmallow import Schema, ValidationError, fields, pre_load, validates, validates_schema
+
+
+def settings():
+    return current_app.extensions["smart_support"].settings
+
+
+class BodySchema(Schema):
+    error_messages = {"type": "The body must be a JSON object."}
+
+
+class TicketSchema(BodySchema):
+    ticket_id = fields.String(load_default=None, allow_none=True,
+                              metadata={"description": "Client's own id, echoed back "
+                                                       "(at most 200 characters)."})
+    subject = fields.String(load_default="", allow_none=True,
+                            metadata={"description": "E-mail subject; may be empty "
+                                                     "(default limit 1,000 characters)."})
+    description = fields.String(required=True,
+                                metadata={"description": "Ticket body; must not be blank "
+                                                         "(default limit 20,000 characters)."})
+
+    @validates("ticket_id")
+    def _ticket_id(self, value, **_):
+        if value is not None and not 1 <= len(value) <= 200:
+            raise ValidationError("Length must be between 1 and 200.")
+
+    @validates("subject")
+    def _subject(self, value, **_):
+        limit = settings().max_subject_chars
+        if value is not None and len(value) > limit:
+            raise ValidationError(f"Longer than the limit of {limit} characters.")
+
+    @validates("description")
+    def _description(self, value, **_):
+        limit = settings().max_description_chars
+        if not value.strip():
+            raise ValidationError("Must not be blank.")
+        if len(value) > limit:
+            raise ValidationError(f"Longer than the limit of {limit} characters.")
+
+
+class BatchRequestSchema(BodySchema):
+    tickets = fields.List(fields.Nested(TicketSchema), required=True,
+                          metadata={"description": "1 to SMART_SUPPORT_MAX_BATCH_SIZE tickets "
+                                                   "(default 256)."})
+
+    @pre_load
+    def _check_count_before_nested_validation(self, data, **_):
+        # Reject an oversized list before validating thousands of nested items.
+        if isinstance(data, dict) and isinstance(data.get("tickets"), list):
+            self._count(data["tickets"])
+        return data
+
+    @validates_schema
+    def _not_empty(self, data, **_):
+        self._count(data.get("tickets", []))
+
+    @staticmethod
+    def _count(tickets):
+        limit = settings().max_batch_size
+        if not tickets:
+            raise ValidationError("At least one ticket is required.", "tickets")
+        if len(tickets) > limit:
+            raise ValidationError(f"At most {limit} tickets per batch, got {len(tickets)}.",
+                                  "tickets")
+
+
+class OverrideSchema(Schema):
+    rule = fields.String(metadata={"description": "Name of the rule that fired."})
+    matched = fields.List(fields.String(), metadata={"description": "Phrases that matched."})
+    from_category = fields.String(metadata={"description": "The model's category it replaced."})
+    model_confidence = fields.Float()
+
+
+class ClassificationSchema(Schema):
+    ticket_id = fields.String(allow_none=True)
+    category = fields.String(required=True, metadata={"description": "Final category (team)."})
+    urgency_score = fields.Float(required=True, metadata={"description": "Urgency in [0, 1]."})
+    confidence = fields.Float(required=True,
+                              metadata={"description": "Probability of the returned category."})
+    scores = fields.Dict(keys=fields.String(), values=fields.Float(), required=True,
+                         metadata={"description": "Probability per category."})
+    model_category = fields.String(required=True,
+                                   metadata={"description": "The model's answer before rules."})
+    override = fields.Nested(OverrideSchema, allow_none=True, required=True,
+                             metadata={"description": "null, or the rule that changed the "
+                                                      "category and the words that matched."})
+    model_version = fields.String(required=True)
+    latency_seconds = fields.Float(metadata={"description": "Server wall time of the pipeline."})
+
+
+class BatchResponseSchema(Schema):
+    results = fields.List(fields.Nested(ClassificationSchema), required=True)
+    count = fields.Integer(required=True)
+    model_version = fields.String(required=True)
+    latency_seconds = fields.Float(required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)
+
+
+class ReadySchema(Schema):
+    ready = fields.Boolean(required=True)
+    model_version = fields.String(allow_none=True)
+    labels = fields.List(fields.String())
+    reason = fields.String(metadata={"description": "Why the service is not ready."})
+    file = fields.String(allow_none=True, metadata={"description": "The artifact at fault."})

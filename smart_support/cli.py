@@ -1,0 +1,88 @@
+"""`smart-support train | evaluate`: build the model directory and measure it."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.group()
+@click.option("--verbose", is_flag=True, help="Log progress details.")
+def main(verbose: bool) -> None:
+    """Smart-Support: ticket triage models."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="CSV or JSONL with subject, description, category, urgency.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("models"),
+              show_default=True, help="Model directory to write.")
+@click.option("--base-model", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Hugging Face checkpoint directory [default: the packaged all-MiniLM-L6-v2].")
+@click.option("--epochs", type=click.IntRange(1, 100), default=4, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 512), default=16, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=8e-5,
+              show_default=True)
+@click.option("--urgency-loss-weight", type=click.FloatRange(min=0), default=1.0,
+              show_default=True, help="Weight of the auxiliary urgency loss while fine-tuning.")
+@click.option("--max-tokens", type=click.IntRange(16, 512), default=256, show_default=True)
+@click.option("--seed", type=int, default=13, show_default=True)
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def train(data, out, base_model, epochs, batch_size, learning_rate, urgency_loss_weight,
+          max_tokens, seed, no_progress) -> None:
+    """Fine-tune the classifier, fit the urgency and baseline models, write OUT."""
+    from smart_support.training.data import DataError
+    from smart_support.training.train import TrainConfig, train as run_training
+
+    config = TrainConfig(data=data, out=out, base_model=base_model, epochs=epochs,
+                         batch_size=batch_size, learning_rate=learning_rate,
+                         urgency_loss_weight=urgency_loss_weight, max_tokens=max_tokens,
+                         seed=seed, progress=not no_progress)
+    try:
+        metadata = run_training(config)
+    except DataError as exc:
+        raise click.ClickException(str(exc)) from None
+    val = metadata["validation"]
+    click.echo(f"wrote {out} (version {metadata['version']}, "
+               f"{metadata['training_seconds']} s)")
+    click.echo(f"validation ({val['tickets']} tickets): transformer macro-F1 "
+               f"{val['transformer']['macro_f1']}, urgency Spearman "
+               f"{val['transformer']['urgency']['spearman']}; baseline macro-F1 "
+               f"{val['baseline']['macro_f1']}, urgency Spearman "
+               f"{val['baseline']['urgency']['spearman']}")
+
+
+@main.command()
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Labelled tickets to evaluate on (never the training file).")
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Model directory [default: SMART_SUPPORT_MODEL_DIR or models].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the JSON report here.")
+@click.option("--alert-threshold", type=click.FloatRange(0, 1), default=0.8, show_default=True)
+def evaluate(data, model_dir, out, alert_threshold) -> None:
+    """Score the model, the routing rule and the baseline on a labelled file."""
+    from smart_support.config import ConfigError, Settings
+    from smart_support.inference.artifacts import ArtifactError
+    from smart_support.training.data import DataError
+    from smart_support.training.evaluate import evaluate as run_evaluation, render_report
+
+    try:
+        settings = Settings.from_env(**({"model_dir": model_dir} if model_dir else {}))
+        report = run_evaluation(data, settings, alert_threshold)
+    except (ArtifactError, DataError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(render_report(report))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        click.echo(f"report written to {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

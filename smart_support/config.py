@@ -1,0 +1,105 @@
+"""Settings from SMART_SUPPORT_* environment variables, validated once at start-up.
+
+Every setting has a documented default (README, "Configuration"). Invalid values stop the
+process with a message naming the variable, instead of surfacing later as odd behaviour.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+PREFIX = "SMART_SUPPORT_"
+
+DEFAULT_BILLING_PHRASES = (
+    "refund", "refunds", "refunded", "money back", "charge", "charges", "charged",
+    "double charged", "overcharged", "invoice", "invoices", "invoiced", "payment",
+    "payments", "paid", "billing", "billed", "bill", "credit card", "debit card", "card",
+    "price", "pricing", "subscription", "receipt", "vat", "chargeback", "renewal fee",
+)
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+def _parse_phrases(raw: str) -> tuple[str, ...]:
+    phrases = tuple(p.strip() for p in raw.split(",") if p.strip())
+    if not phrases:
+        raise ConfigError("must name at least one phrase, comma-separated")
+    return phrases
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: Path = Path("models")
+    max_subject_chars: int = 1_000
+    max_description_chars: int = 20_000
+    max_batch_size: int = 256
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_tokens: int = 256
+    inference_batch_size: int = 32
+    torch_threads: int = 1
+    override_enabled: bool = True
+    override_category: str = "Billing"
+    override_max_confidence: float = 0.80
+    billing_phrases: tuple[str, ...] = field(default=DEFAULT_BILLING_PHRASES)
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: dict | None = None, **overrides) -> "Settings":
+        """Build settings from SMART_SUPPORT_* variables; `overrides` (tests) win over both."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            name = PREFIX + f.name.upper()
+            if name in environ:
+                values[f.name] = _convert(name, f.name, environ[name], getattr(cls, f.name, None))
+        values.update(overrides)
+        return replace(cls(), **values).validated()
+
+    def validated(self) -> "Settings":
+        positive = ("max_subject_chars", "max_description_chars", "max_batch_size",
+                    "max_body_bytes", "max_tokens", "inference_batch_size", "torch_threads")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
+        if not 16 <= self.max_tokens <= 512:
+            raise ConfigError(f"{PREFIX}MAX_TOKENS must be between 16 and 512")
+        if not 0.0 <= self.override_max_confidence <= 1.0:
+            raise ConfigError(f"{PREFIX}OVERRIDE_MAX_CONFIDENCE must be in [0, 1]")
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        return self
+
+
+def _convert(env_name: str, attr: str, raw: str, default):
+    try:
+        if attr == "billing_phrases":
+            return _parse_phrases(raw)
+        if isinstance(default, bool):
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ConfigError("must be true or false")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Path):
+            return Path(raw)
+        return raw
+    except (ValueError, ConfigError) as exc:
+        raise ConfigError(f"{env_name}={raw!r}: {exc}") from None
+
+
+def override_rule(settings: Settings):
+    """The billing-keyword rule as configured (routing stays free of settings code)."""
+    from smart_support.routing import OverrideRule
+
+    return OverrideRule(phrases=settings.billing_phrases,
+                        target_category=settings.override_category,
+                        max_confidence=settings.override_max_confidence,
+                        enabled=settings.override_enabled)

@@ -1,0 +1,1 @@
+"""Model artifacts and prediction: no Flask here, and nothing from training."""

@@ -1,0 +1,165 @@
+"""The one place that reads and verifies the model directory.
+
+Layout (written by `smart-support train`):
+    classifier/         Hugging Face checkpoint (config.json with id2label, weights, tokenizer)
+    label_encoder.pkl   scikit-learn LabelEncoder; classes must equal the classifier's labels
+    urgency.json        ridge regression over the classifier's mean-pooled hidden states
+    baseline.pkl        TF-IDF + logistic regression / ridge, trained on the same data
+    metadata.json       version, base model, training-data digest, file digests, metrics
+
+Pickle runs code when loaded, so a .pkl file is only unpickled from the configured directory
+and only after its SHA-256 matches the digest that training recorded in metadata.json.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+METADATA_FILE = "metadata.json"
+CLASSIFIER_DIR = "classifier"
+LABEL_ENCODER_FILE = "label_encoder.pkl"
+URGENCY_FILE = "urgency.json"
+BASELINE_FILE = "baseline.pkl"
+DIGESTED_FILES = (LABEL_ENCODER_FILE, URGENCY_FILE, BASELINE_FILE)
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class ArtifactError(Exception):
+    """An artifact is missing or disagrees with the others; `path` names the file at fault."""
+
+    def __init__(self, path: Path | str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass
+class Artifacts:
+    model_dir: Path
+    metadata: dict
+    labels: list[str]
+    tokenizer: Any
+    model: Any
+    urgency: dict
+    baseline: dict
+
+    @property
+    def version(self) -> str:
+        return self.metadata["version"]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise ArtifactError(path, "missing")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(path, f"not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ArtifactError(path, "must hold a JSON object")
+    return value
+
+
+def load_verified_pickle(path: Path, expected_sha256: str | None) -> Any:
+    """Unpickle `path` only when its digest matches the one recorded at training time."""
+    if not path.is_file():
+        raise ArtifactError(path, "missing")
+    if not expected_sha256:
+        raise ArtifactError(path, f"no digest recorded for it in {METADATA_FILE}")
+    actual = sha256_file(path)
+    if actual != expected_sha256:
+        raise ArtifactError(path, f"SHA-256 {actual[:12]}... does not match the digest "
+                                  f"{expected_sha256[:12]}... recorded in {METADATA_FILE}")
+    try:
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+    except Exception as exc:  # a corrupt pickle can raise nearly anything
+        raise ArtifactError(path, f"cannot be unpickled ({type(exc).__name__}: {exc})") from None
+
+
+def classifier_labels(config_path: Path) -> list[str]:
+    """The labels in id order from a checkpoint's config.json."""
+    config = read_json(config_path)
+    id2label = config.get("id2label")
+    if not isinstance(id2label, dict) or not id2label:
+        raise ArtifactError(config_path, "has no id2label mapping")
+    try:
+        ids = sorted(int(k) for k in id2label)
+    except ValueError:
+        raise ArtifactError(config_path, "id2label keys must be integers") from None
+    if ids != list(range(len(ids))):
+        raise ArtifactError(config_path, "id2label ids must run 0..n-1")
+    return [str(id2label[str(i)]) for i in ids]
+
+
+def load_artifacts(model_dir: Path | str) -> Artifacts:
+    """Load and cross-check every artifact, or raise ArtifactError naming the faulty file."""
+    model_dir = Path(model_dir).resolve()
+    if not model_dir.is_dir():
+        raise ArtifactError(model_dir, "model directory missing; build it with `make model`")
+    metadata = read_json(model_dir / METADATA_FILE)
+    for key in ("version", "labels", "files"):
+        if key not in metadata:
+            raise ArtifactError(model_dir / METADATA_FILE, f"lacks the key {key!r}")
+    digests = metadata["files"]
+
+    classifier_dir = model_dir / CLASSIFIER_DIR
+    labels = classifier_labels(classifier_dir / "config.json")
+    if labels != list(metadata["labels"]):
+        raise ArtifactError(classifier_dir / "config.json",
+                            f"labels {labels} disagree with {METADATA_FILE} {metadata['labels']}")
+    if not any((classifier_dir / name).is_file() for name in WEIGHT_FILES):
+        raise ArtifactError(classifier_dir / WEIGHT_FILES[0], "missing (no model weights)")
+
+    encoder = load_verified_pickle(model_dir / LABEL_ENCODER_FILE, digests.get(LABEL_ENCODER_FILE))
+    classes = [str(c) for c in getattr(encoder, "classes_", [])]
+    if classes != labels:
+        raise ArtifactError(model_dir / LABEL_ENCODER_FILE,
+                            f"classes {classes} disagree with the classifier's labels {labels}")
+
+    urgency_path = model_dir / URGENCY_FILE
+    if digests.get(URGENCY_FILE) and urgency_path.is_file() \
+            and sha256_file(urgency_path) != digests[URGENCY_FILE]:
+        raise ArtifactError(urgency_path, f"does not match the digest in {METADATA_FILE}")
+    urgency = read_json(urgency_path)
+    baseline = load_verified_pickle(model_dir / BASELINE_FILE, digests.get(BASELINE_FILE))
+    if list(getattr(baseline.get("classifier"), "classes_", [])) != labels:
+        raise ArtifactError(model_dir / BASELINE_FILE, "baseline classes disagree with the labels")
+
+    tokenizer, model = _load_checkpoint(classifier_dir)
+    hidden = int(getattr(model.config, "hidden_size", 0) or getattr(model.config, "dim", 0))
+    if len(urgency.get("coef", [])) != hidden:
+        raise ArtifactError(urgency_path, f"has {len(urgency.get('coef', []))} coefficients, "
+                                          f"the classifier's hidden size is {hidden}")
+    return Artifacts(model_dir, metadata, labels, tokenizer, model, urgency, baseline)
+
+
+def _load_checkpoint(classifier_dir: Path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(classifier_dir, local_files_only=True)
+    except Exception as exc:
+        raise ArtifactError(classifier_dir, f"tokenizer files unreadable ({exc})") from None
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            classifier_dir, local_files_only=True)
+    except Exception as exc:
+        raise ArtifactError(classifier_dir, f"weights unreadable ({exc})") from None
+    model.eval()
+    return tokenizer, model

@@ -1,0 +1,92 @@
+"""The triage service: loaded artifacts, the predictor and the routing rule, held once per process.
+
+It never raises at start-up for bad artifacts: it records why it is not ready (naming the file),
+so the web layer can stay alive, answer /health, and report the reason on /ready.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from smart_support.config import Settings, override_rule
+from smart_support.inference.artifacts import ArtifactError, load_artifacts
+from smart_support.inference.predictor import Predictor, Ticket, ticket_text
+from smart_support.routing import route_many
+
+log = logging.getLogger(__name__)
+
+
+class NotReady(Exception):
+    """The model is not loaded; `reason` says why and `path` names the file at fault."""
+
+    def __init__(self, reason: str, path: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.path = path
+
+
+@dataclass
+class TriageResult:
+    category: str
+    model_category: str
+    confidence: float
+    scores: dict[str, float]
+    urgency_score: float
+    override: dict | None
+
+
+class TriageService:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.rule = override_rule(settings)
+        self.artifacts = None
+        self.predictor: Predictor | None = None
+        self.not_ready: NotReady | None = NotReady("model not loaded yet")
+
+    def load(self) -> None:
+        """Load and verify artifacts once; on failure keep the reason instead of raising."""
+        import torch
+
+        torch.set_num_threads(self.settings.torch_threads)
+        started = time.perf_counter()
+        try:
+            artifacts = load_artifacts(self.settings.model_dir)
+            predictor = Predictor(artifacts, self.settings.max_tokens,
+                                  self.settings.inference_batch_size)
+            predictor.warm_up()
+        except ArtifactError as exc:
+            self.not_ready = NotReady(str(exc), exc.path)
+            log.error("model not ready: %s", exc)
+            return
+        if self.rule.enabled and self.rule.target_category not in artifacts.labels:
+            log.warning("override category %r is not among the model's labels %s; "
+                        "the billing rule is off", self.rule.target_category, artifacts.labels)
+        self.artifacts, self.predictor, self.not_ready = artifacts, predictor, None
+        log.info("model %s loaded from %s in %.2f s", artifacts.version, artifacts.model_dir,
+                 time.perf_counter() - started)
+
+    @property
+    def ready(self) -> bool:
+        return self.not_ready is None
+
+    @property
+    def model_version(self) -> str | None:
+        return self.artifacts.version if self.artifacts else None
+
+    def triage(self, tickets: Sequence[Ticket]) -> tuple[list[TriageResult], dict[str, float]]:
+        """Predict, then route; returns results in input order and seconds per stage."""
+        if self.not_ready:
+            raise self.not_ready
+        predictions, timings = self.predictor.predict(tickets)
+        started = time.perf_counter()
+        texts = [ticket_text(t.subject, t.description) for t in tickets]
+        decisions = route_many(texts, [p.scores for p in predictions], self.rule)
+        timings["routing"] = time.perf_counter() - started
+        results = [
+            TriageResult(d.category, d.model_category, d.confidence, p.scores, p.urgency,
+                         d.override)
+            for p, d in zip(predictions, decisions)
+        ]
+        return results, timings

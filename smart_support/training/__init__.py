@@ -1,0 +1,1 @@
+"""Dataset loading, fine-tuning and evaluation reports. Serving never imports this package."""

@@ -1,0 +1,42 @@
+"""Settings come from SMART_SUPPORT_* variables and are validated at start-up."""
+from pathlib import Path
+
+import pytest
+
+from smart_support.config import ConfigError, Settings
+
+
+def test_defaults_apply_when_nothing_is_set():
+    settings = Settings.from_env({})
+    assert settings.model_dir == Path("models")
+    assert settings.max_batch_size == 256
+    assert "refund" in settings.billing_phrases
+
+
+def test_variables_are_parsed_by_type():
+    settings = Settings.from_env({
+        "SMART_SUPPORT_MODEL_DIR": "/srv/models",
+        "SMART_SUPPORT_MAX_BATCH_SIZE": "64",
+        "SMART_SUPPORT_OVERRIDE_MAX_CONFIDENCE": "0.5",
+        "SMART_SUPPORT_OVERRIDE_ENABLED": "off",
+        "SMART_SUPPORT_BILLING_PHRASES": "refund, money back ,",
+    })
+    assert settings.model_dir == Path("/srv/models")
+    assert settings.max_batch_size == 64
+    assert settings.override_max_confidence == 0.5
+    assert settings.override_enabled is False
+    assert settings.billing_phrases == ("refund", "money back")
+
+
+@pytest.mark.parametrize("name, value", [
+    ("SMART_SUPPORT_MAX_BATCH_SIZE", "many"),
+    ("SMART_SUPPORT_MAX_BATCH_SIZE", "0"),
+    ("SMART_SUPPORT_OVERRIDE_MAX_CONFIDENCE", "1.5"),
+    ("SMART_SUPPORT_OVERRIDE_ENABLED", "maybe"),
+    ("SMART_SUPPORT_BILLING_PHRASES", " , "),
+    ("SMART_SUPPORT_MAX_TOKENS", "4096"),
+    ("SMART_SUPPORT_LOG_LEVEL", "LOUD"),
+])
+def test_invalid_values_are_refused_naming_the_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})

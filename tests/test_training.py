@@ -1,0 +1,104 @@
+"""Training and evaluation end to end on tiny random encoders built inside the tests."""
+import json
+
+import pytest
+
+from conftest import build_tiny_checkpoint, make_tickets, write_jsonl
+from smart_support.cli import main
+from smart_support.inference.artifacts import load_artifacts
+
+
+def test_training_writes_a_consistent_model_directory(trained_model_dir):
+    metadata = json.loads((trained_model_dir / "metadata.json").read_text())
+    assert metadata["labels"] == ["Billing", "Legal", "Technical"]
+    assert len(metadata["training_data"]["sha256"]) == 64
+    assert metadata["training_data"]["validation_tickets"] > 0
+    assert set(metadata["validation"]) >= {"transformer", "baseline"}
+    assert set(metadata["files"]) == {"label_encoder.pkl", "urgency.json", "baseline.pkl"}
+    assert load_artifacts(trained_model_dir).labels == metadata["labels"]
+
+
+def test_evaluate_prints_and_writes_the_full_report(runner, trained_model_dir, tiny_ticket_files,
+                                                    tmp_path):
+    out = tmp_path / "report.json"
+    result = runner.invoke(main, ["evaluate", "--data", str(tiny_ticket_files["test"]),
+                                  "--model-dir", str(trained_model_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "macro-F1" in result.output and "baseline" in result.output
+    report = json.loads(out.read_text())
+    for model in ("transformer", "baseline"):
+        assert 0.0 <= report[model]["macro_f1"] <= 1.0
+        assert set(report[model]["per_category"]) == {"Billing", "Legal", "Technical"}
+        assert len(report[model]["confusion_matrix"]["rows_true_columns_predicted"]) == 3
+        assert -1.0 <= report[model]["urgency"]["spearman"] <= 1.0
+        assert report[model]["urgency"]["mae"] >= 0.0
+        assert {"precision", "recall", "raised", "deserved"} <= set(report[model]["urgency"]["alerts"])
+    assert sum(map(sum, report["transformer"]["confusion_matrix"]["rows_true_columns_predicted"])) == 30
+    rule = report["billing_rule"]["guarded"]
+    assert rule["changed"] == (rule["changed_to_correct"] + rule["changed_from_correct"]
+                               + rule["changed_wrong_to_wrong"])
+
+
+def test_evaluate_refuses_the_training_file(runner, trained_model_dir, tiny_ticket_files):
+    result = runner.invoke(main, ["evaluate", "--data", str(tiny_ticket_files["train"]),
+                                  "--model-dir", str(trained_model_dir)])
+    assert result.exit_code != 0
+    assert "trained on" in result.output
+
+
+def test_a_distilbert_checkpoint_works_as_the_base(runner, tmp_path):
+    base = build_tiny_checkpoint(tmp_path / "distil", "distilbert")
+    data = write_jsonl(tmp_path / "train.jsonl", make_tickets(15, seed=3))
+    out = tmp_path / "models"
+    result = runner.invoke(main, ["train", "--data", str(data), "--out", str(out),
+                                  "--base-model", str(base), "--epochs", "2", "--max-tokens", "32",
+                                  "--no-progress"])
+    assert result.exit_code == 0, result.output
+    artifacts = load_artifacts(out)
+    assert artifacts.model.config.model_type == "distilbert"
+    assert "validation" in result.output
+
+
+def test_categories_are_data_and_csv_input_works(runner, tmp_path, tiny_base_model):
+    import csv
+
+    categories = {"Sales": ["quote", "demo", "trial", "seats"],
+                  "Shipping": ["parcel", "courier", "tracking", "delivery"],
+                  "Billing": ["refund", "invoice", "charged", "card"],
+                  "Technical": ["login", "error", "crash", "api"]}
+    rows = make_tickets(12, seed=4, categories=categories)
+    data = tmp_path / "four.csv"
+    with open(data, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["subject", "description", "category", "urgency"],
+                                extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "models"
+    result = runner.invoke(main, ["train", "--data", str(data), "--out", str(out),
+                                  "--base-model", str(tiny_base_model), "--epochs", "1",
+                                  "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert load_artifacts(out).labels == ["Billing", "Sales", "Shipping", "Technical"]
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"description": "x", "category": "A"}', "missing urgency"),
+    ('{"description": "x", "category": "A", "urgency": 7}', "urgency 7.0 is outside [0, 1]"),
+    ('{"description": "x", "category": "A", "urgency": "high"}', "urgency 'high' is not a number"),
+    ('not json', "invalid JSON"),
+])
+def test_bad_training_rows_are_refused_with_their_line(runner, tmp_path, line, message):
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"description": "ok", "category": "A", "urgency": 0.1}\n' + line + "\n")
+    result = runner.invoke(main, ["train", "--data", str(data), "--out", str(tmp_path / "m")])
+    assert result.exit_code != 0
+    assert f"bad.jsonl:2: {message}" in result.output
+
+
+def test_a_single_category_is_refused(runner, tmp_path, tiny_base_model):
+    data = write_jsonl(tmp_path / "one.jsonl",
+                       [{"description": f"x {i}", "category": "A", "urgency": 0.1} for i in range(5)])
+    result = runner.invoke(main, ["train", "--data", str(data), "--base-model", str(tiny_base_model),
+                                  "--out", str(tmp_path / "m")])
+    assert result.exit_code != 0
+    assert "at least two categories" in result.output
