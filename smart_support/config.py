@@ -40,9 +40,10 @@ class Settings:
     max_tokens: int = 256
     inference_batch_size: int = 32
     torch_threads: int = 1
+    quantize: str = "int8"
     override_enabled: bool = True
     override_category: str = "Billing"
-    override_max_confidence: float = 0.80
+    override_max_confidence: float = 0.70
     billing_phrases: tuple[str, ...] = field(default=DEFAULT_BILLING_PHRASES)
     log_level: str = "INFO"
 
@@ -68,6 +69,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}MAX_TOKENS must be between 16 and 512")
         if not 0.0 <= self.override_max_confidence <= 1.0:
             raise ConfigError(f"{PREFIX}OVERRIDE_MAX_CONFIDENCE must be in [0, 1]")
+        if self.quantize not in {"none", "int8"}:
+            raise ConfigError(f"{PREFIX}QUANTIZE must be none or int8")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
         return self

@@ -96,12 +96,23 @@ def length_sorted_batches(sequences: Sequence[Sequence[int]], size: int) -> Iter
         yield order[start:start + size]
 
 
+def quantized(model):
+    """Dynamic int8 quantisation of the Linear layers, in place: ~3x faster on this CPU for
+    ~0.002 macro-F1 on the held-out files (README, "Accuracy")."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear},
+                                                      dtype=torch.qint8, inplace=True)
+
+
 class Predictor:
     """Runs the classifier and the urgency ridge over tickets; created once per process."""
 
-    def __init__(self, artifacts, max_tokens: int, batch_size: int):
+    def __init__(self, artifacts, max_tokens: int, batch_size: int, quantize: str = "none"):
         self.labels = list(artifacts.labels)
-        self.model = artifacts.model
+        self.model = quantized(artifacts.model) if quantize == "int8" else artifacts.model
         self.budget = TokenBudget(artifacts.tokenizer, max_tokens)
         self.batch_size = batch_size
         urgency = artifacts.urgency

@@ -54,7 +54,7 @@ class TriageService:
         try:
             artifacts = load_artifacts(self.settings.model_dir)
             predictor = Predictor(artifacts, self.settings.max_tokens,
-                                  self.settings.inference_batch_size)
+                                  self.settings.inference_batch_size, self.settings.quantize)
             predictor.warm_up()
         except ArtifactError as exc:
             self.not_ready = NotReady(str(exc), exc.path)

@@ -37,7 +37,8 @@ def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8)
     true_urgency = [t.urgency for t in tickets]
     texts = [ticket_text(t.subject, t.description) for t in tickets]
 
-    predictor = Predictor(artifacts, settings.max_tokens, settings.inference_batch_size)
+    predictor = Predictor(artifacts, settings.max_tokens, settings.inference_batch_size,
+                          settings.quantize)
     started = time.perf_counter()
     predictions, _ = predictor.predict([Ticket(t.subject, t.description) for t in tickets])
     seconds = time.perf_counter() - started
@@ -52,7 +53,7 @@ def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8)
     base_categories, base_urgency = predict_baseline(artifacts.baseline, texts)
     return {
         "data": {"path": str(data), "sha256": digest, "tickets": len(tickets)},
-        "model": {"version": artifacts.version,
+        "model": {"version": artifacts.version, "quantize": settings.quantize,
                   "base_model": artifacts.metadata.get("base_model"),
                   "model_dir": str(artifacts.model_dir)},
         "transformer": {

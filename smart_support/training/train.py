@@ -90,6 +90,32 @@ def embed(model, budget: TokenBudget, texts, layers, batch_size=32):
     return probs, pooled
 
 
+def bucketed_batches(indices, sequences, batch_size: int, rng, bucket_batches: int = 16):
+    """Shuffled batches of similar length: little padding, yet a random order every epoch."""
+    order = rng.permutation(indices)
+    batches = []
+    chunk = batch_size * bucket_batches
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start:start + chunk], key=lambda i: len(sequences[i]))
+        batches += [np.array(part[k:k + batch_size]) for k in range(0, len(part), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def rule_sweep(texts, probs, labels, truth) -> dict:
+    """Validation macro-F1 of the billing rule at several confidence ceilings (1.01 = unguarded),
+    so the default ceiling is chosen on validation data, never on a test file."""
+    from smart_support.config import DEFAULT_BILLING_PHRASES
+    from smart_support.routing import OverrideRule, route_many
+
+    scores = [dict(zip(labels, map(float, row))) for row in probs]
+    sweep = {}
+    for ceiling in (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.01):
+        rule = OverrideRule(DEFAULT_BILLING_PHRASES, max_confidence=ceiling)
+        final = [d.category for d in route_many(texts, scores, rule)]
+        sweep[str(ceiling)] = category_metrics(truth, final, labels)["macro_f1"]
+    return sweep
+
+
 def train(config: TrainConfig) -> dict:
     """Train every artifact into `config.out` (replaced atomically) and return the metadata."""
     started = time.time()
@@ -125,7 +151,8 @@ def train(config: TrainConfig) -> dict:
     sequences = budget.encode(texts)
     params = list(model.parameters()) + list(urgency_head.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.01)
-    steps_per_epoch = -(-len(train_idx) // config.batch_size)
+    steps_per_epoch = len(bucketed_batches(train_idx, sequences, config.batch_size,
+                                           np.random.default_rng(0)))
     total = steps_per_epoch * config.epochs
     warmup = max(1, total // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -137,9 +164,7 @@ def train(config: TrainConfig) -> dict:
     bar = tqdm(total=total, desc="fine-tuning", unit="batch", disable=not config.progress)
     for epoch in range(config.epochs):
         model.train()
-        order = rng.permutation(train_idx)
-        for start in range(0, len(order), config.batch_size):
-            rows = order[start:start + config.batch_size]
+        for rows in bucketed_batches(train_idx, sequences, config.batch_size, rng):
             batch = budget.pad([sequences[i] for i in rows])
             logits, pooled = encoder_outputs(model, batch)
             loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(targets[rows]))
@@ -193,6 +218,9 @@ def train(config: TrainConfig) -> dict:
                      "urgency": urgency_metrics(urgency[val_idx], base_urg,
                                                 config.alert_threshold)},
     }
+
+    validation["billing_rule_by_max_confidence"] = rule_sweep(
+        [texts[i] for i in val_idx], val_probs, labels, val_truth)
 
     data_digest = file_sha256(config.data)
     metadata = {

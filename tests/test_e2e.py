@@ -1,0 +1,96 @@
+"""End to end: gunicorn with the repo's gunicorn.conf.py on a free 127.0.0.1 port, over HTTP."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def call(url, body=None, content_type="application/json"):
+    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.fixture(scope="module")
+def server(trained_model_dir, tmp_path_factory):
+    port = free_port()
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": "2",
+           "SMART_SUPPORT_MODEL_DIR": str(trained_model_dir),
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prom")),
+           "SMART_SUPPORT_ACCESS_LOG": "-"}
+    log = open(tmp_path_factory.mktemp("log") / "gunicorn.log", "w+")
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+                                "wsgi:app"], cwd=ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"gunicorn exited early:\n{log.read()}")
+            try:
+                if call(base + "/ready")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"gunicorn not ready in 60 s:\n{log.read()}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_classify_over_http(server):
+    status, text = call(server + "/classify", {"subject": "Payment deducted twice",
+                                               "description": "Money was charged but order failed"})
+    assert status == 200
+    body = json.loads(text)
+    assert body["category"] in body["scores"]
+    assert 0 <= body["urgency_score"] <= 1
+
+
+def test_errors_over_http_keep_the_shape(server):
+    status, text = call(server + "/classify", b"{oops")
+    assert status == 400 and json.loads(text)["code"] == 400
+    status, text = call(server + "/classify", {"description": ""})
+    assert status == 422 and "description" in json.loads(text)["errors"]
+
+
+def test_metrics_sum_over_every_worker(server):
+    for _ in range(6):
+        assert call(server + "/classify", {"description": "login error today"})[0] == 200
+    status, text = call(server + "/metrics")
+    assert status == 200
+    line = next(l for l in text.splitlines()
+                if l.startswith("smart_support_http_requests_total")
+                and 'endpoint="/classify"' in l and 'status="200"' in l)
+    assert float(line.rsplit(" ", 1)[1]) >= 6
