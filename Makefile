@@ -24,7 +24,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 model: install
 	@if [ -f $(MODEL_DIR)/metadata.json ]; then \
-		echo "model present in $(MODEL_DIR) ($$(grep -m1 '"version"' $(MODEL_DIR)/metadata.json))"; \
+		echo "model present in $(MODEL_DIR) (delete $(MODEL_DIR)/metadata.json to rebuild)"; \
 	else \
 		echo "building the default model into $(MODEL_DIR) (a few minutes on 2 cores)"; \
 		$(BIN)/smart-support --verbose train --data $(TRAIN_DATA) --out $(MODEL_DIR); \
