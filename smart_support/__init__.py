@@ -11,8 +11,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     upper-case keys go to Flask's config."""
     from flask_smorest import Api
 
-    from smart_support import errors, metrics
-    from smart_support.api import classify, health
+    from smart_support import auth, errors
+    from smart_support.api import classify, health, instrumentation, schemas
     from smart_support.config import Settings
     from smart_support.inference.service import TriageService
     from smart_support.logs import configure_logging
@@ -42,8 +42,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     api = Api(app)
     api.register_blueprint(classify.blp)
     api.register_blueprint(health.blp)
+    schemas.document_limits(api.spec, settings)
     errors.register_error_handlers(app)
-    metrics.init_app(app)
+    instrumentation.init_app(app)
+    auth.init_app(app, settings)
     _serve_docs_assets(app)
     return app
 

@@ -23,11 +23,8 @@ class ConfigError(ValueError):
     """A setting has a value the service cannot run with."""
 
 
-def _parse_phrases(raw: str) -> tuple[str, ...]:
-    phrases = tuple(p.strip() for p in raw.split(",") if p.strip())
-    if not phrases:
-        raise ConfigError("must name at least one phrase, comma-separated")
-    return phrases
+def _parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
 @dataclass(frozen=True)
@@ -45,6 +42,11 @@ class Settings:
     override_category: str = "Billing"
     override_max_confidence: float = 0.70
     billing_phrases: tuple[str, ...] = field(default=DEFAULT_BILLING_PHRASES)
+    breaker_failure_threshold: int = 3
+    breaker_latency_budget_seconds: float = 0.5
+    breaker_reset_seconds: float = 30.0
+    api_keys: tuple[str, ...] = ()
+    open_routes: tuple[str, ...] = ("/health", "/ready", "/metrics", "/docs", "/openapi.json")
     log_level: str = "INFO"
 
     @classmethod
@@ -61,7 +63,8 @@ class Settings:
 
     def validated(self) -> "Settings":
         positive = ("max_subject_chars", "max_description_chars", "max_batch_size",
-                    "max_body_bytes", "max_tokens", "inference_batch_size", "torch_threads")
+                    "max_body_bytes", "max_tokens", "inference_batch_size", "torch_threads",
+                    "breaker_failure_threshold")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
@@ -69,6 +72,13 @@ class Settings:
             raise ConfigError(f"{PREFIX}MAX_TOKENS must be between 16 and 512")
         if not 0.0 <= self.override_max_confidence <= 1.0:
             raise ConfigError(f"{PREFIX}OVERRIDE_MAX_CONFIDENCE must be in [0, 1]")
+        if not self.billing_phrases:
+            raise ConfigError(f"{PREFIX}BILLING_PHRASES must name at least one phrase")
+        if self.breaker_latency_budget_seconds <= 0 or self.breaker_reset_seconds < 0:
+            raise ConfigError(f"{PREFIX}BREAKER_LATENCY_BUDGET_SECONDS must be > 0 and "
+                              f"{PREFIX}BREAKER_RESET_SECONDS >= 0")
+        if any(len(key) < 16 for key in self.api_keys):
+            raise ConfigError(f"{PREFIX}API_KEYS: each key must have at least 16 characters")
         if self.quantize not in {"none", "int8"}:
             raise ConfigError(f"{PREFIX}QUANTIZE must be none or int8")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -78,8 +88,8 @@ class Settings:
 
 def _convert(env_name: str, attr: str, raw: str, default):
     try:
-        if attr == "billing_phrases":
-            return _parse_phrases(raw)
+        if isinstance(default, tuple):
+            return _parse_list(raw)
         if isinstance(default, bool):
             lowered = raw.strip().lower()
             if lowered in {"1", "true", "yes", "on"}:

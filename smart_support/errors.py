@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 MESSAGES = {
     400: "The request body is not valid JSON.",
+    401: "A valid API key is required.",
     404: "No such route.",
     405: "This method is not allowed on this route.",
     413: "The request body is larger than the limit.",

@@ -1,4 +1,4 @@
-"""Prometheus metrics, correct under several gunicorn workers.
+"""Prometheus metrics (no Flask here), correct under several gunicorn workers.
 
 gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR before any worker imports prometheus_client;
 each worker then writes its samples there and /metrics aggregates them. Without that variable
@@ -7,11 +7,10 @@ each worker then writes its samples there and /metrics aggregates them. Without 
 from __future__ import annotations
 
 import os
-import time
 
-from flask import Flask, Response, g, request
 from prometheus_client import (
-    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess,
+    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest,
+    multiprocess,
 )
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -27,6 +26,13 @@ TICKETS = Counter("smart_support_tickets_classified_total", "Tickets classified 
                   ["category"])
 OVERRIDES = Counter("smart_support_overrides_total", "Predictions changed by a routing rule.",
                     ["rule"])
+ANSWERS = Counter("smart_support_answers_total", "Tickets answered, by the model that answered.",
+                  ["model"])
+BREAKER_TRANSITIONS = Counter("smart_support_breaker_transitions_total",
+                              "Circuit-breaker state changes, by new state.", ["state"])
+BREAKER_OPEN = Gauge("smart_support_breaker_open",
+                     "1 while this worker's breaker is open or half-open.",
+                     multiprocess_mode="liveall")
 
 
 def observe_triage(results, timings: dict[str, float]) -> None:
@@ -34,30 +40,15 @@ def observe_triage(results, timings: dict[str, float]) -> None:
         STAGE_SECONDS.labels(stage).observe(seconds)
     for result in results:
         TICKETS.labels(result.category).inc()
+        ANSWERS.labels(result.model).inc()
         if result.override:
             OVERRIDES.labels(result.override["rule"]).inc()
 
 
-def render() -> Response:
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type; summed over workers in multi-process mode."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        body = generate_latest(registry)
-    else:
-        body = generate_latest()
-    return Response(body, mimetype=CONTENT_TYPE_LATEST)
-
-
-def init_app(app: Flask) -> None:
-    @app.before_request
-    def _start_timer():
-        g.request_started = time.perf_counter()
-
-    @app.after_request
-    def _count(response):
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
-        started = g.get("request_started")
-        if started is not None:
-            REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
-        return response
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -40,6 +40,8 @@ def _run(payloads: list[dict]):
             "model_category": r.model_category,
             "override": r.override,
             "model_version": service.model_version,
+            "model": r.model,
+            "degraded": r.degraded,
         }
         for payload, r in zip(payloads, results)
     ]
@@ -49,13 +51,14 @@ def _elapsed() -> float:
     return round(time.perf_counter() - g.request_started, 6)
 
 
-ERRORS = {415: "Content-Type is not application/json.", 413: "Body over the size limit.",
+ERRORS = {401: "API keys are configured and none valid was sent.", 415: "Content-Type is not application/json.", 413: "Body over the size limit.",
           503: "The model is not loaded; the message says why."}
 
 
 @blp.route("/classify", methods=["POST"])
 @blp.arguments(TicketSchema)
 @blp.response(200, ClassificationSchema)
+@blp.alt_response(401, description=ERRORS[401])
 @blp.alt_response(415, description=ERRORS[415])
 @blp.alt_response(413, description=ERRORS[413])
 @blp.alt_response(503, description=ERRORS[503])
@@ -69,6 +72,7 @@ def classify(ticket):
 @blp.route("/classify/batch", methods=["POST"])
 @blp.arguments(BatchRequestSchema)
 @blp.response(200, BatchResponseSchema)
+@blp.alt_response(401, description=ERRORS[401])
 @blp.alt_response(415, description=ERRORS[415])
 @blp.alt_response(413, description=ERRORS[413])
 @blp.alt_response(503, description=ERRORS[503])
@@ -76,4 +80,4 @@ def classify_batch(body):
     """Classify up to the batch limit of tickets in one pass, results in input order."""
     version, results = _run(body["tickets"])
     return {"results": results, "count": len(results), "model_version": version,
-            "latency_seconds": _elapsed()}
+            "degraded": any(r["degraded"] for r in results), "latency_seconds": _elapsed()}

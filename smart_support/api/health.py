@@ -1,7 +1,7 @@
 """Liveness, readiness and metrics."""
 from __future__ import annotations
 
-from flask import current_app
+from flask import Response, current_app
 from flask_smorest import Blueprint
 
 from smart_support import metrics
@@ -25,7 +25,8 @@ def ready():
     service = current_app.extensions["smart_support"]
     if service.ready:
         return {"ready": True, "model_version": service.model_version,
-                "labels": service.artifacts.labels}
+                "labels": service.artifacts.labels, "degraded": service.degraded,
+                "breaker": service.breaker.snapshot()}
     return {"ready": False, "model_version": None, "reason": service.not_ready.reason,
             "file": service.not_ready.path}, 503
 
@@ -35,4 +36,5 @@ def ready():
                           "content": {"text/plain": {"schema": {"type": "string"}}}}})
 def prometheus_metrics():
     """Prometheus metrics, aggregated over every worker."""
-    return metrics.render()
+    body, content_type = metrics.render()
+    return Response(body, content_type=content_type)

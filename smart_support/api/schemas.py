@@ -6,7 +6,10 @@ checked here at validation time rather than fixed in the schema classes.
 from __future__ import annotations
 
 from flask import current_app
-from marshmallow import Schema, ValidationError, fields, pre_load, validates, validates_schema
+from marshmallow import (Schema, ValidationError, fields, pre_load, validate, validates,
+                         validates_schema)
+
+NOT_BLANK = validate.Regexp(r"[\s\S]*\S", error="Must not be blank.")
 
 
 def settings():
@@ -19,19 +22,14 @@ class BodySchema(Schema):
 
 class TicketSchema(BodySchema):
     ticket_id = fields.String(load_default=None, allow_none=True,
-                              metadata={"description": "Client's own id, echoed back "
-                                                       "(at most 200 characters)."})
+                              validate=validate.Length(min=1, max=200),
+                              metadata={"description": "Client's own id, echoed back."})
     subject = fields.String(load_default="", allow_none=True,
                             metadata={"description": "E-mail subject; may be empty "
                                                      "(default limit 1,000 characters)."})
-    description = fields.String(required=True,
+    description = fields.String(required=True, validate=NOT_BLANK,
                                 metadata={"description": "Ticket body; must not be blank "
                                                          "(default limit 20,000 characters)."})
-
-    @validates("ticket_id")
-    def _ticket_id(self, value, **_):
-        if value is not None and not 1 <= len(value) <= 200:
-            raise ValidationError("Length must be between 1 and 200.")
 
     @validates("subject")
     def _subject(self, value, **_):
@@ -42,8 +40,6 @@ class TicketSchema(BodySchema):
     @validates("description")
     def _description(self, value, **_):
         limit = settings().max_description_chars
-        if not value.strip():
-            raise ValidationError("Must not be blank.")
         if len(value) > limit:
             raise ValidationError(f"Longer than the limit of {limit} characters.")
 
@@ -95,6 +91,11 @@ class ClassificationSchema(Schema):
                              metadata={"description": "null, or the rule that changed the "
                                                       "category and the words that matched."})
     model_version = fields.String(required=True)
+    model = fields.String(required=True, metadata={
+        "description": "Which model answered: transformer, or baseline while the circuit "
+                       "breaker is open."})
+    degraded = fields.Boolean(required=True, metadata={
+        "description": "True when the fallback baseline answered instead of the transformer."})
     latency_seconds = fields.Float(metadata={"description": "Server wall time of the pipeline."})
 
 
@@ -102,6 +103,7 @@ class BatchResponseSchema(Schema):
     results = fields.List(fields.Nested(ClassificationSchema), required=True)
     count = fields.Integer(required=True)
     model_version = fields.String(required=True)
+    degraded = fields.Boolean(required=True)
     latency_seconds = fields.Float(required=True)
 
 
@@ -113,5 +115,18 @@ class ReadySchema(Schema):
     ready = fields.Boolean(required=True)
     model_version = fields.String(allow_none=True)
     labels = fields.List(fields.String())
+    degraded = fields.Boolean(metadata={"description": "The breaker is open: the baseline answers."})
+    breaker = fields.Dict(metadata={"description": "Circuit-breaker state of the worker that answered."})
     reason = fields.String(metadata={"description": "Why the service is not ready."})
     file = fields.String(allow_none=True, metadata={"description": "The artifact at fault."})
+
+
+def document_limits(spec, limits) -> None:
+    """Write the running app's size limits into its OpenAPI components, so the published
+    contract (and the fuzz tests that read it) match what this instance enforces."""
+    schemas = spec.components.schemas
+    ticket = schemas["Ticket"]["properties"]
+    ticket["description"].update(minLength=1, maxLength=limits.max_description_chars)
+    ticket["subject"]["maxLength"] = limits.max_subject_chars
+    schemas["BatchRequest"]["properties"]["tickets"].update(minItems=1,
+                                                           maxItems=limits.max_batch_size)

@@ -12,6 +12,8 @@ from typing import Sequence
 
 from smart_support.config import Settings, override_rule
 from smart_support.inference.artifacts import ArtifactError, load_artifacts
+from smart_support.inference.baseline import BaselinePredictor
+from smart_support.inference.breaker import OPEN, CircuitBreaker
 from smart_support.inference.predictor import Predictor, Ticket, ticket_text
 from smart_support.routing import route_many
 
@@ -35,6 +37,8 @@ class TriageResult:
     scores: dict[str, float]
     urgency_score: float
     override: dict | None
+    model: str
+    degraded: bool
 
 
 class TriageService:
@@ -43,7 +47,12 @@ class TriageService:
         self.rule = override_rule(settings)
         self.artifacts = None
         self.predictor: Predictor | None = None
+        self.fallback: BaselinePredictor | None = None
         self.not_ready: NotReady | None = NotReady("model not loaded yet")
+        self.breaker = CircuitBreaker(settings.breaker_failure_threshold,
+                                      settings.breaker_latency_budget_seconds,
+                                      settings.breaker_reset_seconds,
+                                      on_transition=self._breaker_moved)
 
     def load(self) -> None:
         """Load and verify artifacts once; on failure keep the reason instead of raising."""
@@ -56,6 +65,7 @@ class TriageService:
             predictor = Predictor(artifacts, self.settings.max_tokens,
                                   self.settings.inference_batch_size, self.settings.quantize)
             predictor.warm_up()
+            fallback = BaselinePredictor(artifacts.baseline)
         except ArtifactError as exc:
             self.not_ready = NotReady(str(exc), exc.path)
             log.error("model not ready: %s", exc)
@@ -63,7 +73,8 @@ class TriageService:
         if self.rule.enabled and self.rule.target_category not in artifacts.labels:
             log.warning("override category %r is not among the model's labels %s; "
                         "the billing rule is off", self.rule.target_category, artifacts.labels)
-        self.artifacts, self.predictor, self.not_ready = artifacts, predictor, None
+        self.artifacts, self.predictor, self.fallback = artifacts, predictor, fallback
+        self.not_ready = None
         log.info("model %s loaded from %s in %.2f s", artifacts.version, artifacts.model_dir,
                  time.perf_counter() - started)
 
@@ -75,18 +86,48 @@ class TriageService:
     def model_version(self) -> str | None:
         return self.artifacts.version if self.artifacts else None
 
+    @property
+    def degraded(self) -> bool:
+        return self.breaker.state == OPEN
+
     def triage(self, tickets: Sequence[Ticket]) -> tuple[list[TriageResult], dict[str, float]]:
-        """Predict, then route; returns results in input order and seconds per stage."""
+        """Predict (transformer, or the baseline while the breaker is open), then route.
+        Returns results in input order and seconds per stage."""
         if self.not_ready:
             raise self.not_ready
-        predictions, timings = self.predictor.predict(tickets)
+        predictions, timings, model = self._predict_watched(tickets)
+        degraded = model != "transformer"
         started = time.perf_counter()
         texts = [ticket_text(t.subject, t.description) for t in tickets]
         decisions = route_many(texts, [p.scores for p in predictions], self.rule)
         timings["routing"] = time.perf_counter() - started
         results = [
             TriageResult(d.category, d.model_category, d.confidence, p.scores, p.urgency,
-                         d.override)
+                         d.override, model, degraded)
             for p, d in zip(predictions, decisions)
         ]
         return results, timings
+
+    def _predict_watched(self, tickets):
+        if self.breaker.allow():
+            started = time.perf_counter()
+            units = -(-len(tickets) // self.settings.inference_batch_size)
+            try:
+                predictions, timings = self.predictor.predict(tickets)
+            except Exception as exc:  # any model failure must fall back, never reach the client
+                self.breaker.record(time.perf_counter() - started, exc, units)
+                log.exception("transformer failed; answering with the baseline")
+            else:
+                self.breaker.record(time.perf_counter() - started, None, units)
+                return predictions, timings, "transformer"
+        predictions, timings = self.fallback.predict(tickets)
+        return predictions, timings, "baseline"
+
+    @staticmethod
+    def _breaker_moved(old: str, new: str, reason: str) -> None:
+        from smart_support import metrics
+
+        metrics.BREAKER_TRANSITIONS.labels(new).inc()
+        metrics.BREAKER_OPEN.set(1 if new != "closed" else 0)
+        log.warning("circuit breaker %s -> %s (%s)", old, new, reason,
+                    extra={"breaker_from": old, "breaker_to": new, "reason": reason})
