@@ -34,8 +34,15 @@ def test_a_good_model_directory_loads(trained_model_dir):
 
 def test_missing_model_directory_is_named(tmp_path):
     body = not_ready(tmp_path / "absent")
-    assert body["file"].endswith("absent")
+    assert body["file"] == "absent"
     assert "make model" in body["reason"]
+
+
+def test_the_reason_never_shows_server_paths(model_copy):
+    (model_copy / "label_encoder.pkl").unlink()
+    body = not_ready(model_copy)
+    assert body["file"] == "label_encoder.pkl"
+    assert str(model_copy) not in body["reason"]
 
 
 @pytest.mark.parametrize("name", ["metadata.json", "label_encoder.pkl", "urgency.json",

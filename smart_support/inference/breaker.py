@@ -55,7 +55,8 @@ class CircuitBreaker:
                     self._move(CLOSED, "probe succeeded")
                 return
             self.consecutive_failures += 1
-            self.last_failure = (f"{type(error).__name__}: {error}" if error is not None
+            # Only the exception's type: its message may hold server paths; logs have the rest.
+            self.last_failure = (f"error: {type(error).__name__}" if error is not None
                                  else f"slow: {seconds * 1000:.0f} ms over a "
                                       f"{self.latency_budget * max(1, budget_units) * 1000:.0f} ms budget")
             if self.state == HALF_OPEN or self.consecutive_failures >= self.failure_threshold:

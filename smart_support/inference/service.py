@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from smart_support.config import Settings, override_rule
@@ -41,6 +42,14 @@ class TriageResult:
     degraded: bool
 
 
+def _relative_to(path: str, model_dir: Path) -> str:
+    """`path` as clients may see it: relative to the model directory, or just its name."""
+    target, root = Path(path).resolve(), Path(model_dir).resolve()
+    if target == root:
+        return root.name
+    return str(target.relative_to(root)) if target.is_relative_to(root) else target.name
+
+
 class TriageService:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -67,7 +76,9 @@ class TriageService:
             predictor.warm_up()
             fallback = BaselinePredictor(artifacts.baseline)
         except ArtifactError as exc:
-            self.not_ready = NotReady(str(exc), exc.path)
+            # Clients see the file relative to the model directory, never the server's paths.
+            shown = _relative_to(exc.path, self.settings.model_dir)
+            self.not_ready = NotReady(f"{shown}: {exc.reason}", shown)
             log.error("model not ready: %s", exc)
             return
         if self.rule.enabled and self.rule.target_category not in artifacts.labels:
