@@ -38,9 +38,11 @@ test: install
 	$(BIN)/python -m pytest
 
 evaluate: model
-	$(BIN)/smart-support evaluate --data $(TEST_DATA) --model-dir $(MODEL_DIR) --out reports/test.json
+	$(BIN)/smart-support evaluate --data $(TEST_DATA) --model-dir $(MODEL_DIR) --out reports/test.json \
+		--plot reports/reliability-test.png
 	@if [ -f $(DEV_DATA) ]; then \
-		$(BIN)/smart-support evaluate --data $(DEV_DATA) --model-dir $(MODEL_DIR) --out reports/dev.json; \
+		$(BIN)/smart-support evaluate --data $(DEV_DATA) --model-dir $(MODEL_DIR) --out reports/dev.json \
+			--plot reports/reliability-dev.png; \
 	else echo "no $(DEV_DATA): skipping the outside-author evaluation"; fi
 
 clean-model:

@@ -32,9 +32,12 @@ def main(verbose: bool) -> None:
               show_default=True, help="Weight of the auxiliary urgency loss while fine-tuning.")
 @click.option("--max-tokens", type=click.IntRange(16, 512), default=256, show_default=True)
 @click.option("--seed", type=int, default=13, show_default=True)
+@click.option("--review-precision", type=click.FloatRange(0, 1), default=0.97, show_default=True,
+              help="Precision that auto-routed tickets must reach on validation; the "
+                   "needs-review threshold is chosen for it.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def train(data, out, base_model, epochs, batch_size, learning_rate, urgency_loss_weight,
-          max_tokens, seed, no_progress) -> None:
+          max_tokens, seed, review_precision, no_progress) -> None:
     """Fine-tune the classifier, fit the urgency and baseline models, write OUT."""
     from smart_support.training.data import DataError
     from smart_support.training.train import TrainConfig, train as run_training
@@ -42,7 +45,8 @@ def train(data, out, base_model, epochs, batch_size, learning_rate, urgency_loss
     config = TrainConfig(data=data, out=out, base_model=base_model, epochs=epochs,
                          batch_size=batch_size, learning_rate=learning_rate,
                          urgency_loss_weight=urgency_loss_weight, max_tokens=max_tokens,
-                         seed=seed, progress=not no_progress)
+                         seed=seed, review_precision=review_precision,
+                         progress=not no_progress)
     try:
         metadata = run_training(config)
     except DataError as exc:
@@ -55,6 +59,12 @@ def train(data, out, base_model, epochs, batch_size, learning_rate, urgency_loss
                f"{val['transformer']['urgency']['spearman']}; baseline macro-F1 "
                f"{val['baseline']['macro_f1']}, urgency Spearman "
                f"{val['baseline']['urgency']['spearman']}")
+    calibration, review = metadata["calibration"], metadata["review"]
+    click.echo(f"calibration: temperature {calibration['temperature']}, validation ECE "
+               f"{calibration['validation_ece_before']} -> {calibration['validation_ece_after']}; "
+               f"needs review below confidence {review['threshold']} "
+               f"({review['review_share']:.1%} of validation tickets, auto-routed precision "
+               f"{review['auto_precision']})")
 
 
 @main.command()
@@ -65,12 +75,16 @@ def train(data, out, base_model, epochs, batch_size, learning_rate, urgency_loss
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the JSON report here.")
 @click.option("--alert-threshold", type=click.FloatRange(0, 1), default=0.8, show_default=True)
-def evaluate(data, model_dir, out, alert_threshold) -> None:
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a reliability diagram (PNG) here.")
+def evaluate(data, model_dir, out, alert_threshold, plot) -> None:
     """Score the model, the routing rule and the baseline on a labelled file."""
     from smart_support.config import ConfigError, Settings
     from smart_support.inference.artifacts import ArtifactError
     from smart_support.training.data import DataError
-    from smart_support.training.evaluate import evaluate as run_evaluation, render_report
+    from smart_support.training.evaluate import (
+        evaluate as run_evaluation, reliability_plot, render_report,
+    )
 
     try:
         settings = Settings.from_env(**({"model_dir": model_dir} if model_dir else {}))
@@ -82,6 +96,9 @@ def evaluate(data, model_dir, out, alert_threshold) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
         click.echo(f"report written to {out}")
+    if plot:
+        reliability_plot(report, plot)
+        click.echo(f"reliability diagram written to {plot}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ class Settings:
     breaker_reset_seconds: float = 30.0
     api_keys: tuple[str, ...] = ()
     open_routes: tuple[str, ...] = ("/health", "/ready", "/metrics", "/docs", "/openapi.json")
+    review_threshold: float | None = None
     log_level: str = "INFO"
 
     @classmethod
@@ -79,6 +80,8 @@ class Settings:
                               f"{PREFIX}BREAKER_RESET_SECONDS >= 0")
         if any(len(key) < 16 for key in self.api_keys):
             raise ConfigError(f"{PREFIX}API_KEYS: each key must have at least 16 characters")
+        if self.review_threshold is not None and not 0.0 <= self.review_threshold <= 1.0:
+            raise ConfigError(f"{PREFIX}REVIEW_THRESHOLD must be in [0, 1]")
         if self.quantize not in {"none", "int8"}:
             raise ConfigError(f"{PREFIX}QUANTIZE must be none or int8")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -88,6 +91,8 @@ class Settings:
 
 def _convert(env_name: str, attr: str, raw: str, default):
     try:
+        if attr == "review_threshold":
+            return float(raw)
         if isinstance(default, tuple):
             return _parse_list(raw)
         if isinstance(default, bool):

@@ -7,7 +7,8 @@ from flask import current_app, g, request
 from flask_smorest import Blueprint, abort
 
 from smart_support.api.schemas import (
-    BatchRequestSchema, BatchResponseSchema, ClassificationSchema, TicketSchema,
+    BatchRequestSchema, BatchResponseSchema, ClassificationSchema, ExplainQuerySchema,
+    TicketSchema,
 )
 from smart_support.inference.predictor import Ticket
 from smart_support.inference.service import NotReady
@@ -22,15 +23,19 @@ def require_json():
         abort(415, message="Content-Type must be application/json.")
 
 
-def _run(payloads: list[dict]):
+def _run(payloads: list[dict], explain: bool = False):
     service = current_app.extensions["smart_support"]
     tickets = [Ticket(p.get("subject") or "", p["description"]) for p in payloads]
     try:
         results, timings = service.triage(tickets)
     except NotReady as exc:
         abort(503, message=f"The model is not ready: {exc.reason}")
+    if explain:
+        started = time.perf_counter()
+        explanations = [service.explain(t, r) for t, r in zip(tickets, results)]
+        timings["explain"] = time.perf_counter() - started
     observe_triage(results, timings)
-    return service.model_version, [
+    answers = [
         {
             "ticket_id": payload.get("ticket_id"),
             "category": r.category,
@@ -42,9 +47,14 @@ def _run(payloads: list[dict]):
             "model_version": service.model_version,
             "model": r.model,
             "degraded": r.degraded,
+            "needs_review": r.needs_review,
         }
         for payload, r in zip(payloads, results)
     ]
+    if explain:
+        for answer, explanation in zip(answers, explanations):
+            answer["explanation"] = explanation
+    return service.model_version, answers
 
 
 def _elapsed() -> float:
@@ -56,15 +66,16 @@ ERRORS = {401: "API keys are configured and none valid was sent.", 415: "Content
 
 
 @blp.route("/classify", methods=["POST"])
+@blp.arguments(ExplainQuerySchema, location="query", as_kwargs=True)
 @blp.arguments(TicketSchema)
 @blp.response(200, ClassificationSchema)
 @blp.alt_response(401, description=ERRORS[401])
 @blp.alt_response(415, description=ERRORS[415])
 @blp.alt_response(413, description=ERRORS[413])
 @blp.alt_response(503, description=ERRORS[503])
-def classify(ticket):
+def classify(ticket, explain=False):
     """Classify one ticket: team, urgency, confidence and any rule that fired."""
-    _, (result,) = _run([ticket])
+    _, (result,) = _run([ticket], explain)
     result["latency_seconds"] = _elapsed()
     return result
 

@@ -70,11 +70,31 @@ class BatchRequestSchema(BodySchema):
                                   "tickets")
 
 
+class ExplainQuerySchema(Schema):
+    explain = fields.Boolean(load_default=False, metadata={
+        "description": "Also return the words that pushed the decision most (occlusion over "
+                       "the transformer: one extra batched pass, about 0.1-0.3 s)."})
+
+
 class OverrideSchema(Schema):
     rule = fields.String(metadata={"description": "Name of the rule that fired."})
     matched = fields.List(fields.String(), metadata={"description": "Phrases that matched."})
     from_category = fields.String(metadata={"description": "The model's category it replaced."})
     model_confidence = fields.Float()
+
+
+class WordWeightSchema(Schema):
+    word = fields.String(required=True)
+    weight = fields.Float(required=True, metadata={
+        "description": "Drop in the category's probability when the word is removed."})
+
+
+class ExplanationSchema(Schema):
+    method = fields.String(required=True, metadata={
+        "description": "occlusion, or unavailable while the baseline answers."})
+    model_category = fields.String(required=True)
+    words = fields.List(fields.Nested(WordWeightSchema), required=True)
+    rule = fields.Nested(OverrideSchema, allow_none=True, required=True)
 
 
 class ClassificationSchema(Schema):
@@ -96,6 +116,10 @@ class ClassificationSchema(Schema):
                        "breaker is open."})
     degraded = fields.Boolean(required=True, metadata={
         "description": "True when the fallback baseline answered instead of the transformer."})
+    needs_review = fields.Boolean(required=True, metadata={
+        "description": "Confidence is below the review threshold: a person should check it."})
+    explanation = fields.Nested(ExplanationSchema, metadata={
+        "description": "Only with ?explain=true."})
     latency_seconds = fields.Float(metadata={"description": "Server wall time of the pipeline."})
 
 

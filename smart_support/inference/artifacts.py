@@ -134,8 +134,14 @@ def load_artifacts(model_dir: Path | str) -> Artifacts:
             and sha256_file(urgency_path) != digests[URGENCY_FILE]:
         raise ArtifactError(urgency_path, f"does not match the digest in {METADATA_FILE}")
     urgency = read_json(urgency_path)
+    temperature = metadata.get("calibration", {}).get("temperature", 1.0)
+    if not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ArtifactError(model_dir / METADATA_FILE, "calibration temperature must be > 0")
     baseline = load_verified_pickle(model_dir / BASELINE_FILE, digests.get(BASELINE_FILE))
-    if list(getattr(baseline.get("classifier"), "classes_", [])) != labels:
+    if not isinstance(baseline, dict) or not {"features", "classifier", "urgency"} <= set(baseline):
+        raise ArtifactError(model_dir / BASELINE_FILE, "not a baseline this version can use; "
+                                                       "retrain the model")
+    if list(getattr(baseline["classifier"], "classes_", [])) != labels:
         raise ArtifactError(model_dir / BASELINE_FILE, "baseline classes disagree with the labels")
 
     tokenizer, model = _load_checkpoint(classifier_dir)

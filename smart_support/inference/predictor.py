@@ -8,6 +8,7 @@ postprocess: softmax, labels from the model config, urgency clipped into [0, 1].
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 HEAD_SHARE = 0.75
+WORD = re.compile(r"[^\W\d_][\w'’-]*")
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,19 @@ class Predictor:
         self.urgency_layer = int(urgency.get("layer", -1))
         self.urgency_coef = torch.tensor(urgency["coef"], dtype=torch.float32)
         self.urgency_intercept = float(urgency["intercept"])
+        self.temperature = float(artifacts.metadata.get("calibration", {}).get("temperature", 1.0))
+
+    def _forward(self, sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated class probabilities and raw urgency per token sequence, in input order."""
+        probs = np.zeros((len(sequences), len(self.labels)), dtype=np.float32)
+        urgency = np.zeros(len(sequences), dtype=np.float32)
+        with torch.inference_mode():
+            for rows in length_sorted_batches(sequences, self.batch_size):
+                batch = self.budget.pad([sequences[i] for i in rows])
+                logits, pooled = encoder_outputs(self.model, batch, self.urgency_layer)
+                probs[rows] = torch.softmax(logits.float() / self.temperature, dim=-1).numpy()
+                urgency[rows] = (pooled.float() @ self.urgency_coef + self.urgency_intercept).numpy()
+        return probs, urgency
 
     def predict(self, tickets: Sequence[Ticket]) -> tuple[list[Prediction], dict[str, float]]:
         """Predictions in input order, plus seconds spent in each stage."""
@@ -128,14 +143,7 @@ class Predictor:
         timings["preprocess"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        probs = np.zeros((len(tickets), len(self.labels)), dtype=np.float32)
-        urgency = np.zeros(len(tickets), dtype=np.float32)
-        with torch.inference_mode():
-            for rows in length_sorted_batches(sequences, self.batch_size):
-                batch = self.budget.pad([sequences[i] for i in rows])
-                logits, pooled = encoder_outputs(self.model, batch, self.urgency_layer)
-                probs[rows] = torch.softmax(logits.float(), dim=-1).numpy()
-                urgency[rows] = (pooled.float() @ self.urgency_coef + self.urgency_intercept).numpy()
+        probs, urgency = self._forward(sequences)
         timings["forward"] = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -146,6 +154,21 @@ class Predictor:
         ]
         timings["postprocess"] = time.perf_counter() - started
         return results, timings
+
+    def explain(self, ticket: Ticket, label: str, max_words: int = 64,
+                top: int = 8) -> list[dict]:
+        """The words that pushed `label` up most: each distinct word is removed in turn and
+        the drop in the label's probability is its weight (occlusion, one batched pass)."""
+        text = ticket_text(ticket.subject, ticket.description)
+        words = list(dict.fromkeys(w.lower() for w in WORD.findall(text) if len(w) > 1))
+        words = words[:max_words]
+        variants = [re.sub(rf"(?<!\w){re.escape(w)}(?!\w)", " ", text, flags=re.IGNORECASE)
+                    for w in words]
+        probs, _ = self._forward(self.budget.encode([text] + variants))
+        column = self.labels.index(label)
+        weights = probs[0, column] - probs[1:, column]
+        ranked = sorted(zip(words, weights), key=lambda item: item[1], reverse=True)
+        return [{"word": w, "weight": round(float(v), 4)} for w, v in ranked[:top] if v > 0]
 
     def warm_up(self) -> None:
         """One pass at start-up so the first real request does not pay for lazy init."""

@@ -40,6 +40,7 @@ class TriageResult:
     override: dict | None
     model: str
     degraded: bool
+    needs_review: bool
 
 
 def _relative_to(path: str, model_dir: Path) -> str:
@@ -98,6 +99,15 @@ class TriageService:
         return self.artifacts.version if self.artifacts else None
 
     @property
+    def review_threshold(self) -> float:
+        """Below this confidence a ticket needs a person: the setting, else the threshold the
+        training run chose on validation data, else 0 (never)."""
+        if self.settings.review_threshold is not None:
+            return self.settings.review_threshold
+        review = (self.artifacts.metadata.get("review") or {}) if self.artifacts else {}
+        return float(review.get("threshold", 0.0))
+
+    @property
     def degraded(self) -> bool:
         return self.breaker.state == OPEN
 
@@ -112,12 +122,21 @@ class TriageService:
         texts = [ticket_text(t.subject, t.description) for t in tickets]
         decisions = route_many(texts, [p.scores for p in predictions], self.rule)
         timings["routing"] = time.perf_counter() - started
+        threshold = self.review_threshold
         results = [
             TriageResult(d.category, d.model_category, d.confidence, p.scores, p.urgency,
-                         d.override, model, degraded)
+                         d.override, model, degraded, d.confidence < threshold)
             for p, d in zip(predictions, decisions)
         ]
         return results, timings
+
+    def explain(self, ticket: Ticket, result: TriageResult) -> dict:
+        """Why `result`: the words that pushed the model's category most, and the rule."""
+        words = (self.predictor.explain(ticket, result.model_category)
+                 if result.model == "transformer" else [])
+        return {"method": "occlusion" if result.model == "transformer" else "unavailable",
+                "model_category": result.model_category, "words": words,
+                "rule": result.override}
 
     def _predict_watched(self, tickets):
         if self.breaker.allow():

@@ -7,11 +7,13 @@ from pathlib import Path
 
 from smart_support.config import Settings, override_rule
 from smart_support.inference.artifacts import load_artifacts
-from smart_support.inference.baseline import predict_baseline
+from smart_support.inference.baseline import BaselinePredictor
 from smart_support.inference.predictor import Predictor, Ticket, ticket_text
 from smart_support.routing import route_many
 from smart_support.training.data import DataError, file_sha256, load_tickets
-from smart_support.training.metrics import category_metrics, urgency_metrics
+from smart_support.training.metrics import (
+    apply_temperature, category_metrics, reliability, review_threshold, urgency_metrics,
+)
 
 
 def override_effect(truth, model_only, final) -> dict:
@@ -22,6 +24,60 @@ def override_effect(truth, model_only, final) -> dict:
         "changed_from_correct": sum(m == t for t, m, f in changed),
         "changed_wrong_to_wrong": sum(m != t and f != t for t, m, f in changed),
     }
+
+
+def calibration_report(predictions, truth, artifacts, settings: Settings) -> dict:
+    """ECE before and after the stored temperature, and what the needs-review threshold does."""
+    import numpy as np
+
+    labels = list(artifacts.labels)
+    known = [i for i, t in enumerate(truth) if t in labels]
+    calibrated = np.array([[predictions[i].scores[l] for l in labels] for i in known])
+    truth_idx = np.array([labels.index(truth[i]) for i in known])
+    temperature = float(artifacts.metadata.get("calibration", {}).get("temperature", 1.0))
+    raw = apply_temperature(calibrated, 1.0 / temperature)  # undo: p_raw ~ p_cal ** T
+    threshold = (settings.review_threshold if settings.review_threshold is not None
+                 else float((artifacts.metadata.get("review") or {}).get("threshold", 0.0)))
+    confidence = calibrated.max(1)
+    routed = confidence >= threshold
+    correct = calibrated.argmax(1) == truth_idx
+    return {
+        "temperature": temperature,
+        "before": reliability(raw, truth_idx),
+        "after": reliability(calibrated, truth_idx),
+        "needs_review": {
+            "threshold": threshold,
+            "review_share": round(float(1 - routed.mean()), 4),
+            "auto_routed_precision": round(float(correct[routed].mean()), 4) if routed.any() else None,
+            "precision_of_all": round(float(correct.mean()), 4),
+            "threshold_for_97_percent_here": review_threshold(confidence, correct, 0.97)["threshold"],
+        },
+    }
+
+
+def reliability_plot(report: dict, path: Path) -> None:
+    """Reliability diagram (accuracy against confidence per bin), before and after scaling."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    calibration = report["calibration"]
+    figure, axis = plt.subplots(figsize=(5.5, 5))
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
+    for key, style in (("before", "o--"), ("after", "s-")):
+        bins = calibration[key]["bins"]
+        axis.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], style,
+                  label=f"{key} (ECE {calibration[key]['ece']:.3f})")
+    axis.set_xlabel("confidence (top class)")
+    axis.set_ylabel("accuracy")
+    axis.set_title(f"{Path(report['data']['path']).name}: temperature "
+                   f"{calibration['temperature']:.2f}")
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8) -> dict:
@@ -50,7 +106,10 @@ def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8)
     final = [d.category for d in guarded]
     always = [d.category for d in unguarded]
 
-    base_categories, base_urgency = predict_baseline(artifacts.baseline, texts)
+    baseline = BaselinePredictor(artifacts.baseline)
+    base_probs, base_urgency = baseline.predict_texts(texts)
+    base_categories = [baseline.labels[i] for i in base_probs.argmax(1)]
+    calibration = calibration_report(predictions, truth, artifacts, settings)
     return {
         "data": {"path": str(data), "sha256": digest, "tickets": len(tickets)},
         "model": {"version": artifacts.version, "quantize": settings.quantize,
@@ -63,6 +122,7 @@ def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8)
                                        alert_threshold),
             "tickets_per_second": round(len(tickets) / seconds, 1),
         },
+        "calibration": calibration,
         "billing_rule": {
             "guarded": {"max_confidence": rule.max_confidence, "enabled": rule.enabled,
                         **override_effect(truth, model_only, final)},
@@ -102,6 +162,11 @@ def render_report(report: dict) -> str:
     lines.append("confusion (rows true, columns predicted): " + " ".join(cm["labels"]))
     for label, row in zip(cm["labels"], cm["rows_true_columns_predicted"]):
         lines.append(f"  {label:24} {row}")
+    c = report["calibration"]
+    lines.append(f"calibration: temperature {c['temperature']}, ECE {c['before']['ece']} -> "
+                 f"{c['after']['ece']}; needs review below {c['needs_review']['threshold']}: "
+                 f"{c['needs_review']['review_share']:.1%} of tickets, auto-routed precision "
+                 f"{c['needs_review']['auto_routed_precision']}")
     g, u = rule["guarded"], rule["unguarded_for_comparison"]
     lines.append(f"billing rule (fires below confidence {g['max_confidence']}): changed "
                  f"{g['changed']}, to correct {g['changed_to_correct']}, from correct "

@@ -46,3 +46,63 @@ def urgency_metrics(truth: Sequence[float], predicted: Sequence[float], alert_th
             "recall": round(hits / actual_alert.sum(), 4) if actual_alert.sum() else None,
         },
     }
+
+
+def reliability(probs: np.ndarray, truth_idx: Sequence[int], bins: int = 15) -> dict:
+    """Expected calibration error of the top-class confidence, and the per-bin table behind a
+    reliability diagram (bins with no tickets are left out)."""
+    probs = np.asarray(probs, dtype=float)
+    confidence = probs.max(1)
+    correct = probs.argmax(1) == np.asarray(truth_idx)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    table, ece = [], 0.0
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (confidence > low) & (confidence <= high)
+        if not inside.any():
+            continue
+        gap = abs(confidence[inside].mean() - correct[inside].mean())
+        ece += inside.mean() * gap
+        table.append({"low": round(float(low), 4), "high": round(float(high), 4),
+                      "tickets": int(inside.sum()),
+                      "confidence": round(float(confidence[inside].mean()), 4),
+                      "accuracy": round(float(correct[inside].mean()), 4)})
+    return {"ece": round(float(ece), 4), "bins": table}
+
+
+def fit_temperature(probs: np.ndarray, truth_idx: Sequence[int]) -> float:
+    """The temperature T minimising the negative log-likelihood of softmax(log p / T)."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    log_probs = np.log(np.clip(np.asarray(probs, dtype=float), 1e-12, 1.0))
+    rows = np.arange(len(log_probs))
+    truth_idx = np.asarray(truth_idx)
+
+    def nll(log_t):
+        return -log_softmax(log_probs / np.exp(log_t), axis=1)[rows, truth_idx].mean()
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded").x))
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    from scipy.special import softmax
+
+    return softmax(np.log(np.clip(probs, 1e-12, 1.0)) / temperature, axis=1)
+
+
+def review_threshold(confidence: Sequence[float], correct: Sequence[bool],
+                     target_precision: float) -> dict:
+    """The lowest confidence threshold whose auto-routed tickets (confidence >= threshold)
+    reach `target_precision`; below it a ticket goes to a person."""
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=bool)
+    chosen = 1.0
+    for threshold in np.unique(np.concatenate([[0.0], confidence])):
+        routed = confidence >= threshold
+        if routed.any() and correct[routed].mean() >= target_precision:
+            chosen = float(threshold)
+            break
+    routed = confidence >= chosen
+    return {"threshold": round(chosen, 4), "target_precision": target_precision,
+            "auto_precision": round(float(correct[routed].mean()), 4) if routed.any() else None,
+            "review_share": round(float(1 - routed.mean()), 4)}

@@ -28,13 +28,16 @@ from sklearn.preprocessing import LabelEncoder
 from tqdm.auto import tqdm
 
 from smart_support.inference import artifacts as art
-from smart_support.inference.baseline import predict_baseline
+from smart_support.inference.baseline import BaselinePredictor
 from smart_support.inference.predictor import (
     TokenBudget, encoder_outputs, length_sorted_batches, mean_pool, ticket_text,
 )
 from smart_support.training.baseline import fit_baseline
 from smart_support.training.data import DataError, file_sha256, load_tickets
-from smart_support.training.metrics import category_metrics, urgency_metrics
+from smart_support.training.metrics import (
+    apply_temperature, category_metrics, fit_temperature, reliability, review_threshold,
+    urgency_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ class TrainConfig:
     seed: int = 13
     alert_threshold: float = 0.8
     urgency_layers: tuple[int, ...] = (-1, -2, -3)
+    review_precision: float = 0.97
     progress: bool = True
 
 
@@ -203,12 +207,25 @@ def train(config: TrainConfig) -> dict:
     urgency_layer = max(ridge_by_layer, key=lambda l: ridge_by_layer[l][0])
     ridge = ridge_by_layer[urgency_layer][1]
 
-    val_truth = [labels[i] for i in targets[val_idx]]
+    val_targets = targets[val_idx]
+    temperature = fit_temperature(val_probs, val_targets)
+    raw_reliability = reliability(val_probs, val_targets)
+    val_probs = apply_temperature(val_probs, temperature)
+    calibration = {"temperature": round(temperature, 4), "fitted_on": "validation split",
+                   "validation_ece_before": raw_reliability["ece"],
+                   "validation_ece_after": reliability(val_probs, val_targets)["ece"]}
+    review = review_threshold(val_probs.max(1), val_probs.argmax(1) == val_targets,
+                              config.review_precision)
+    log.info("temperature %.3f (validation ECE %.4f -> %.4f); review below %.3f",
+             temperature, calibration["validation_ece_before"],
+             calibration["validation_ece_after"], review["threshold"])
+    val_truth = [labels[i] for i in val_targets]
     val_pred = [labels[i] for i in val_probs.argmax(1)]
     val_urgency = np.clip(ridge.predict(val_pooled[urgency_layer]), 0, 1)
     baseline = fit_baseline([texts[i] for i in train_idx], [labels[i] for i in targets[train_idx]],
                             urgency[train_idx], config.seed)
-    base_cat, base_urg = predict_baseline(baseline, [texts[i] for i in val_idx])
+    base_probs, base_urg = BaselinePredictor(baseline).predict_texts([texts[i] for i in val_idx])
+    base_cat = [labels[i] for i in base_probs.argmax(1)]
     validation = {
         "tickets": int(len(val_idx)),
         "transformer": {**category_metrics(val_truth, val_pred, labels),
@@ -238,6 +255,8 @@ def train(config: TrainConfig) -> dict:
                             for k, v in asdict(config).items()
                             if k not in {"data", "out", "base_model", "progress"}},
         "best_epoch": best.get("epoch"),
+        "calibration": calibration,
+        "review": review,
         "urgency": {"layer": urgency_layer,
                     "validation_spearman_by_layer": {str(l): r for l, (r, _) in ridge_by_layer.items()}},
         "validation": validation,
