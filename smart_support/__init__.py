@@ -12,7 +12,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from flask_smorest import Api
 
     from smart_support import auth, errors
-    from smart_support.api import classify, health, instrumentation, schemas
+    from smart_support.api import classify, feedback, health, instrumentation, schemas
     from smart_support.config import Settings
     from smart_support.inference.service import TriageService
     from smart_support.logs import configure_logging
@@ -38,16 +38,35 @@ def create_app(test_config: dict | None = None) -> Flask:
     service = TriageService(settings)
     app.extensions["smart_support"] = service
     service.load()
+    app.extensions["smart_support_storage"] = _open_storage(settings)
 
     api = Api(app)
     api.register_blueprint(classify.blp)
     api.register_blueprint(health.blp)
-    schemas.document_limits(api.spec, settings)
+    api.register_blueprint(feedback.blp)
+    schemas.document_limits(api.spec, settings,
+                            service.artifacts.labels if service.artifacts else None)
     errors.register_error_handlers(app)
     instrumentation.init_app(app)
     auth.init_app(app, settings)
     _serve_docs_assets(app)
     return app
+
+
+def _open_storage(settings):
+    """The feedback and prediction-log store, or None (logged) if it cannot be opened:
+    classification keeps working, and /feedback answers 503 rather than losing anything."""
+    import logging
+
+    from smart_support.storage import Storage, database_url
+
+    try:
+        storage = Storage(database_url(settings.data_dir, settings.database_url))
+        storage.create_schema()
+        return storage
+    except Exception:  # noqa: BLE001 - any driver or filesystem fault
+        logging.getLogger(__name__).exception("storage unavailable")
+        return None
 
 
 def _serve_docs_assets(app: Flask) -> None:

@@ -35,9 +35,11 @@ def main(verbose: bool) -> None:
 @click.option("--review-precision", type=click.FloatRange(0, 1), default=0.97, show_default=True,
               help="Precision that auto-routed tickets must reach on validation; the "
                    "needs-review threshold is chosen for it.")
+@click.option("--include-feedback", is_flag=True,
+              help="Add the agents' corrections stored by POST /feedback to the training data.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def train(data, out, base_model, epochs, batch_size, learning_rate, urgency_loss_weight,
-          max_tokens, seed, review_precision, no_progress) -> None:
+          max_tokens, seed, review_precision, include_feedback, no_progress) -> None:
     """Fine-tune the classifier, fit the urgency and baseline models, write OUT."""
     from smart_support.training.data import DataError
     from smart_support.training.train import TrainConfig, train as run_training
@@ -48,6 +50,10 @@ def train(data, out, base_model, epochs, batch_size, learning_rate, urgency_loss
                          seed=seed, review_precision=review_precision,
                          progress=not no_progress)
     try:
+        if include_feedback:
+            config.data, config.feedback_tickets = _with_feedback(data)
+            click.echo(f"training on {data} plus {config.feedback_tickets} corrections "
+                       f"({config.data})")
         metadata = run_training(config)
     except DataError as exc:
         raise click.ClickException(str(exc)) from None
@@ -65,6 +71,65 @@ def train(data, out, base_model, epochs, batch_size, learning_rate, urgency_loss
                f"needs review below confidence {review['threshold']} "
                f"({review['review_share']:.1%} of validation tickets, auto-routed precision "
                f"{review['auto_precision']})")
+
+
+def _storage():
+    from smart_support.config import Settings
+    from smart_support.storage import Storage, database_url
+
+    settings = Settings.from_env()
+    storage = Storage(database_url(settings.data_dir, settings.database_url))
+    storage.create_schema()
+    return settings, storage
+
+
+def _with_feedback(data: Path) -> tuple[Path, int]:
+    """The training file plus every stored correction, as one JSONL file in the data dir."""
+    from smart_support.training.data import load_tickets
+
+    settings, storage = _storage()
+    rows = [{"subject": t.subject, "description": t.description, "category": t.category,
+             "urgency": t.urgency} for t in load_tickets(data)]
+    added = 0
+    for fix in reversed(storage.feedback_rows()):
+        urgency = fix["urgency"] if fix["urgency"] is not None else fix["predicted_urgency"]
+        if urgency is None:
+            continue  # nothing to learn urgency from; the category alone cannot be a row
+        rows.append({"subject": fix["subject"], "description": fix["description"],
+                     "category": fix["category"], "urgency": urgency})
+        added += 1
+    combined = Path(settings.data_dir) / "train-with-feedback.jsonl"
+    combined.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                        encoding="utf-8")
+    return combined, added
+
+
+@main.command()
+@click.option("--days", type=click.IntRange(1, 3650), default=14, show_default=True)
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Model whose training data is the reference [default: SMART_SUPPORT_MODEL_DIR].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the JSON report here.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a PNG plot here.")
+def drift(days, model_dir, out, plot) -> None:
+    """Report how live traffic moved from the training data: category mix, confidence, review."""
+    from smart_support.inference.artifacts import METADATA_FILE, ArtifactError, read_json
+    from smart_support.training.drift import drift_plot, drift_report, render_drift
+
+    settings, storage = _storage()
+    try:
+        metadata = read_json(Path(model_dir or settings.model_dir) / METADATA_FILE)
+    except ArtifactError as exc:
+        raise click.ClickException(str(exc)) from None
+    report = drift_report(storage.prediction_rows(days), metadata, days)
+    click.echo(render_drift(report))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+    if plot and report["tickets"]:
+        drift_plot(report, plot)
+        click.echo(f"plot written to {plot}")
 
 
 @main.command()

@@ -48,6 +48,10 @@ class Settings:
     api_keys: tuple[str, ...] = ()
     open_routes: tuple[str, ...] = ("/health", "/ready", "/metrics", "/docs", "/openapi.json")
     review_threshold: float | None = None
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    record_predictions: bool = True
+    max_feedback_note_chars: int = 2_000
     log_level: str = "INFO"
 
     @classmethod

@@ -3,7 +3,9 @@ ticket file, a model directory trained from them, and the flaskr-style app/clien
 from __future__ import annotations
 
 import json
+import os
 import random
+import tempfile
 import shutil
 from pathlib import Path
 
@@ -11,6 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from smart_support import create_app
+
+# Every app built by a test keeps its database out of the repository; tests that need a
+# private database pass their own data_dir.
+os.environ["SMART_SUPPORT_DATA_DIR"] = tempfile.mkdtemp(prefix="smart-support-tests-")
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 CATEGORY_WORDS = {

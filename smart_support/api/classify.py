@@ -35,6 +35,7 @@ def _run(payloads: list[dict], explain: bool = False):
         explanations = [service.explain(t, r) for t, r in zip(tickets, results)]
         timings["explain"] = time.perf_counter() - started
     observe_triage(results, timings)
+    log_predictions(payloads, results, service.model_version)
     answers = [
         {
             "ticket_id": payload.get("ticket_id"),
@@ -55,6 +56,25 @@ def _run(payloads: list[dict], explain: bool = False):
         for answer, explanation in zip(answers, explanations):
             answer["explanation"] = explanation
     return service.model_version, answers
+
+
+def log_predictions(payloads, results, model_version) -> None:
+    """The prediction log behind `smart-support drift`; text only when a ticket_id was sent.
+    Statistics, not accepted data: a storage failure is logged and never fails the request."""
+    storage = current_app.extensions.get("smart_support_storage")
+    if storage is None or not current_app.extensions["smart_support"].settings.record_predictions:
+        return
+    rows = [{"ticket_id": p.get("ticket_id"),
+             "subject": (p.get("subject") or "") if p.get("ticket_id") else None,
+             "description": p["description"] if p.get("ticket_id") else None,
+             "category": r.category, "model_category": r.model_category,
+             "confidence": r.confidence, "urgency": r.urgency_score,
+             "needs_review": r.needs_review, "model": r.model, "model_version": model_version}
+            for p, r in zip(payloads, results)]
+    try:
+        storage.record_predictions(rows)
+    except Exception:  # noqa: BLE001 - any storage fault; the answer still goes out
+        current_app.logger.warning("prediction log write failed", exc_info=True)
 
 
 def _elapsed() -> float:

@@ -16,6 +16,11 @@ def settings():
     return current_app.extensions["smart_support"].settings
 
 
+def within_limit(value: str | None, limit: int) -> None:
+    if value is not None and len(value) > limit:
+        raise ValidationError(f"Longer than the limit of {limit} characters.")
+
+
 class BodySchema(Schema):
     error_messages = {"type": "The body must be a JSON object."}
 
@@ -33,15 +38,11 @@ class TicketSchema(BodySchema):
 
     @validates("subject")
     def _subject(self, value, **_):
-        limit = settings().max_subject_chars
-        if value is not None and len(value) > limit:
-            raise ValidationError(f"Longer than the limit of {limit} characters.")
+        within_limit(value, settings().max_subject_chars)
 
     @validates("description")
     def _description(self, value, **_):
-        limit = settings().max_description_chars
-        if len(value) > limit:
-            raise ValidationError(f"Longer than the limit of {limit} characters.")
+        within_limit(value, settings().max_description_chars)
 
 
 class BatchRequestSchema(BodySchema):
@@ -145,12 +146,80 @@ class ReadySchema(Schema):
     file = fields.String(allow_none=True, metadata={"description": "The artifact at fault."})
 
 
-def document_limits(spec, limits) -> None:
-    """Write the running app's size limits into its OpenAPI components, so the published
-    contract (and the fuzz tests that read it) match what this instance enforces."""
+def document_limits(spec, limits, labels: list[str] | None) -> None:
+    """Write the running app's size limits and labels into its OpenAPI components, so the
+    published contract (and the fuzz tests that read it) match what this instance enforces."""
     schemas = spec.components.schemas
     ticket = schemas["Ticket"]["properties"]
     ticket["description"].update(minLength=1, maxLength=limits.max_description_chars)
     ticket["subject"]["maxLength"] = limits.max_subject_chars
     schemas["BatchRequest"]["properties"]["tickets"].update(minItems=1,
                                                            maxItems=limits.max_batch_size)
+    feedback = schemas["Feedback"]
+    feedback["properties"]["description"].update(minLength=1,
+                                                  maxLength=limits.max_description_chars)
+    feedback["properties"]["subject"]["maxLength"] = limits.max_subject_chars
+    feedback["properties"]["note"]["maxLength"] = limits.max_feedback_note_chars
+    feedback["anyOf"] = [{"required": ["description"]}, {"required": ["ticket_id"]}]
+    if labels:
+        feedback["properties"]["category"]["enum"] = list(labels)
+
+
+class FeedbackSchema(BodySchema):
+    ticket_id = fields.String(load_default=None, allow_none=False,
+                              validate=validate.Length(min=1, max=200),
+                              metadata={"description": "Id sent with /classify; enough on its "
+                                                       "own when that request had one."})
+    subject = fields.String(load_default="", allow_none=True)
+    description = fields.String(load_default=None, allow_none=False, validate=NOT_BLANK,
+                                metadata={"description": "Ticket text; required unless "
+                                                         "ticket_id names a logged ticket."})
+    category = fields.String(required=True, validate=validate.Length(min=1, max=100),
+                             metadata={"description": "The right category: one of the "
+                                                      "model's labels."})
+    urgency = fields.Float(load_default=None, allow_none=True,
+                           validate=validate.Range(min=0.0, max=1.0),
+                           metadata={"description": "The right urgency in [0, 1], if known."})
+    agent = fields.String(load_default=None, allow_none=True,
+                          validate=validate.Length(min=1, max=200))
+    note = fields.String(load_default=None, allow_none=True,
+                         metadata={"description": "Free text (default limit 2,000 characters)."})
+
+    @validates("subject")
+    def _subject(self, value, **_):
+        within_limit(value, settings().max_subject_chars)
+
+    @validates("description")
+    def _description(self, value, **_):
+        within_limit(value, settings().max_description_chars)
+
+    @validates("note")
+    def _note(self, value, **_):
+        within_limit(value, settings().max_feedback_note_chars)
+
+    @validates_schema
+    def _text_or_id(self, data, **_):
+        if not data.get("description") and not data.get("ticket_id"):
+            raise ValidationError("Send the ticket's description, or the ticket_id it was "
+                                  "classified with.", "description")
+
+
+class FeedbackRecordSchema(Schema):
+    id = fields.Integer(required=True)
+    created_at = fields.DateTime(required=True)
+    ticket_id = fields.String(allow_none=True)
+    category = fields.String(required=True)
+    urgency = fields.Float(allow_none=True)
+    predicted_category = fields.String(allow_none=True)
+    predicted_urgency = fields.Float(allow_none=True)
+    agent = fields.String(allow_none=True)
+    note = fields.String(allow_none=True)
+    model_version = fields.String(allow_none=True)
+
+
+class FeedbackListQuerySchema(Schema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
+
+
+class FeedbackListSchema(Schema):
+    feedback = fields.List(fields.Nested(FeedbackRecordSchema), required=True)

@@ -168,7 +168,8 @@ class Predictor:
         column = self.labels.index(label)
         weights = probs[0, column] - probs[1:, column]
         ranked = sorted(zip(words, weights), key=lambda item: item[1], reverse=True)
-        return [{"word": w, "weight": round(float(v), 4)} for w, v in ranked[:top] if v > 0]
+        weighted = [{"word": w, "weight": round(float(v), 4)} for w, v in ranked[:top]]
+        return [item for item in weighted if item["weight"] > 0]
 
     def warm_up(self) -> None:
         """One pass at start-up so the first real request does not pay for lazy init."""

@@ -106,3 +106,14 @@ def review_threshold(confidence: Sequence[float], correct: Sequence[bool],
     return {"threshold": round(chosen, 4), "target_precision": target_precision,
             "auto_precision": round(float(correct[routed].mean()), 4) if routed.any() else None,
             "review_share": round(float(1 - routed.mean()), 4)}
+
+
+CONFIDENCE_EDGES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+def confidence_histogram(confidence: Sequence[float]) -> dict:
+    """Share of tickets per confidence band; the same bands for training and live traffic."""
+    counts, _ = np.histogram(np.clip(confidence, 0.0, 1.0), bins=CONFIDENCE_EDGES)
+    total = max(1, int(counts.sum()))
+    return {f"{low:.2f}-{high:.2f}": round(int(c) / total, 4)
+            for low, high, c in zip(CONFIDENCE_EDGES[:-1], CONFIDENCE_EDGES[1:], counts)}

@@ -35,8 +35,8 @@ from smart_support.inference.predictor import (
 from smart_support.training.baseline import fit_baseline
 from smart_support.training.data import DataError, file_sha256, load_tickets
 from smart_support.training.metrics import (
-    apply_temperature, category_metrics, fit_temperature, reliability, review_threshold,
-    urgency_metrics,
+    apply_temperature, category_metrics, confidence_histogram, fit_temperature, reliability,
+    review_threshold, urgency_metrics,
 )
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class TrainConfig:
     alert_threshold: float = 0.8
     urgency_layers: tuple[int, ...] = (-1, -2, -3)
     review_precision: float = 0.97
+    feedback_tickets: int = 0
     progress: bool = True
 
 
@@ -213,7 +214,9 @@ def train(config: TrainConfig) -> dict:
     val_probs = apply_temperature(val_probs, temperature)
     calibration = {"temperature": round(temperature, 4), "fitted_on": "validation split",
                    "validation_ece_before": raw_reliability["ece"],
-                   "validation_ece_after": reliability(val_probs, val_targets)["ece"]}
+                   "validation_ece_after": reliability(val_probs, val_targets)["ece"],
+                   # the reference that `smart-support drift` compares live confidence with
+                   "validation_confidence_histogram": confidence_histogram(val_probs.max(1))}
     review = review_threshold(val_probs.max(1), val_probs.argmax(1) == val_targets,
                               config.review_precision)
     log.info("temperature %.3f (validation ECE %.4f -> %.4f); review below %.3f",
@@ -249,11 +252,13 @@ def train(config: TrainConfig) -> dict:
         "max_tokens": config.max_tokens,
         "training_data": {"path": str(config.data), "sha256": data_digest,
                           "tickets": len(tickets), "per_category": counts,
+                          "feedback_tickets": config.feedback_tickets,
                           "train_tickets": int(len(train_idx)),
                           "validation_tickets": int(len(val_idx))},
         "hyperparameters": {k: (str(v) if isinstance(v, Path) else v)
                             for k, v in asdict(config).items()
-                            if k not in {"data", "out", "base_model", "progress"}},
+                            if k not in {"data", "out", "base_model", "progress",
+                                         "feedback_tickets"}},
         "best_epoch": best.get("epoch"),
         "calibration": calibration,
         "review": review,
