@@ -7,6 +7,9 @@ PORT ?= 8000
 WORKERS ?= 2
 MODEL_DIR ?= models
 TRAIN_DATA ?= data/train.jsonl
+# Validation = whole authors held out (see data/README.md): calibration and the review
+# threshold are fitted on tickets by a writer the model never read.
+TRAIN_ARGS ?= --validation-group-field source
 TEST_DATA ?= data/test.jsonl
 DEV_DATA ?= ../shared/eval/dev_tickets.jsonl
 export HF_HUB_OFFLINE := 1
@@ -27,7 +30,7 @@ model: install
 		echo "model present in $(MODEL_DIR) (delete $(MODEL_DIR)/metadata.json to rebuild)"; \
 	else \
 		echo "building the default model into $(MODEL_DIR) (a few minutes on 2 cores)"; \
-		$(BIN)/smart-support --verbose train --data $(TRAIN_DATA) --out $(MODEL_DIR); \
+		$(BIN)/smart-support --verbose train --data $(TRAIN_DATA) --out $(MODEL_DIR) $(TRAIN_ARGS); \
 	fi
 
 serve: model
@@ -47,3 +50,21 @@ evaluate: model
 
 clean-model:
 	rm -rf $(MODEL_DIR)/classifier $(MODEL_DIR)/*.pkl $(MODEL_DIR)/*.json
+
+# `make bench`: the model's in-process limit, the server as deployed under wrk, a seed-shaped
+# reference server, and memory, in one run (about 10 min; BENCH_ARGS=--quick: about 3 min).
+# Writes bench/results/{report.md,plot.png,results.json}; see bench/README.md.
+BENCH_ARGS ?=
+.PHONY: bench
+bench: model
+	@command -v wrk >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing wrk (apt-get install wrk)"; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -qq wrk >/dev/null 2>&1 || \
+			{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wrk >/dev/null 2>&1; } || \
+			echo "could not install wrk: the HTTP part will be skipped"; \
+		else \
+			echo "wrk is missing and this is not root: the HTTP part will be skipped (apt-get install wrk)"; \
+		fi; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -102,3 +102,27 @@ def test_a_single_category_is_refused(runner, tmp_path, tiny_base_model):
                                   "--out", str(tmp_path / "m")])
     assert result.exit_code != 0
     assert "at least two categories" in result.output
+
+
+def test_validation_can_hold_out_whole_groups(runner, tmp_path, tiny_base_model):
+    rows = sorted(make_tickets(12, seed=5), key=lambda row: row["category"])
+    for i, row in enumerate(rows):
+        row["source"] = f"writer-{i % 4}"  # every writer covers every category
+    data = write_jsonl(tmp_path / "grouped.jsonl", rows)
+    out = tmp_path / "models"
+    result = runner.invoke(main, ["train", "--data", str(data), "--out", str(out),
+                                  "--base-model", str(tiny_base_model), "--epochs", "1",
+                                  "--validation-group-field", "source", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    held = json.loads((out / "metadata.json").read_text())["training_data"]
+    assert len(held["validation_groups"]) == 1
+    assert held["validation_tickets"] == 9
+
+
+def test_a_missing_group_is_refused(runner, tmp_path, tiny_base_model):
+    data = write_jsonl(tmp_path / "nogroup.jsonl", make_tickets(5, seed=6))
+    result = runner.invoke(main, ["train", "--data", str(data), "--base-model",
+                                  str(tiny_base_model), "--validation-group-field", "source",
+                                  "--out", str(tmp_path / "m")])
+    assert result.exit_code != 0
+    assert "missing source" in result.output

@@ -20,6 +20,7 @@ class LabelledTicket:
     description: str
     category: str
     urgency: float
+    group: str = ""
 
 
 def file_sha256(path: Path | str) -> str:
@@ -45,8 +46,9 @@ def _rows(path: Path):
             yield line_no, row
 
 
-def load_tickets(path: Path | str) -> list[LabelledTicket]:
-    """Read and validate every row; the first bad row stops loading with its line number."""
+def load_tickets(path: Path | str, group_field: str | None = None) -> list[LabelledTicket]:
+    """Read and validate every row; the first bad row stops loading with its line number.
+    `group_field` names a column (e.g. the ticket's author) kept as each ticket's group."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -64,8 +66,13 @@ def load_tickets(path: Path | str) -> list[LabelledTicket]:
         description = str(row["description"])
         if not description.strip():
             raise DataError(f"{path}:{line_no}: description is blank")
+        group = ""
+        if group_field:
+            group = str(row.get(group_field) or "").strip()
+            if not group:
+                raise DataError(f"{path}:{line_no}: missing {group_field}")
         tickets.append(LabelledTicket(str(row.get("subject") or ""), description,
-                                      str(row["category"]).strip(), urgency))
+                                      str(row["category"]).strip(), urgency, group))
     if not tickets:
         raise DataError(f"{path}: no tickets")
     return tickets

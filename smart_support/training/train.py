@@ -57,6 +57,7 @@ class TrainConfig:
     alert_threshold: float = 0.8
     urgency_layers: tuple[int, ...] = (-1, -2, -3)
     review_precision: float = 0.97
+    validation_group_field: str | None = None
     feedback_tickets: int = 0
     progress: bool = True
 
@@ -121,12 +122,42 @@ def rule_sweep(texts, probs, labels, truth) -> dict:
     return sweep
 
 
+def validation_split(tickets, targets, config: TrainConfig):
+    """Stratified random split, or, with `validation_group_field`, whole groups (e.g. every
+    ticket of one author) held out: a validation set written by someone the model never read
+    measures what tickets by outside authors will see, and calibration and the review
+    threshold are fitted on it."""
+    indices = np.arange(len(tickets))
+    if not config.validation_group_field:
+        n_val = max(len(set(targets.tolist())), int(round(len(tickets) * config.validation_fraction)))
+        return train_test_split(indices, test_size=n_val, stratify=targets,
+                                random_state=config.seed)
+    groups = sorted({t.group for t in tickets})
+    if len(groups) < 2:
+        raise DataError(f"{config.data}: --validation-group-field {config.validation_group_field}"
+                        f" needs at least two groups, found {groups}")
+    order = np.random.default_rng(config.seed).permutation(groups)
+    target = config.validation_fraction * len(tickets)
+    held, size = [], 0
+    for group in order:
+        group_size = sum(t.group == group for t in tickets)
+        if held and size + group_size > 1.25 * target:
+            break
+        held.append(str(group))
+        size += group_size
+    in_val = np.array([t.group in held for t in tickets])
+    if len(set(targets[in_val].tolist())) < len(set(targets.tolist())):
+        raise DataError(f"{config.data}: the held-out groups {held} lack a category")
+    log.info("validation: groups %s held out (%d tickets)", held, int(in_val.sum()))
+    return indices[~in_val], indices[in_val]
+
+
 def train(config: TrainConfig) -> dict:
     """Train every artifact into `config.out` (replaced atomically) and return the metadata."""
     started = time.time()
     seed_everything(config.seed)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    tickets = load_tickets(config.data)
+    tickets = load_tickets(config.data, config.validation_group_field)
     labels = sorted({t.category for t in tickets})
     counts = {label: sum(t.category == label for t in tickets) for label in labels}
     if len(labels) < 2:
@@ -136,9 +167,7 @@ def train(config: TrainConfig) -> dict:
     texts = [ticket_text(t.subject, t.description) for t in tickets]
     targets = np.array([labels.index(t.category) for t in tickets])
     urgency = np.array([t.urgency for t in tickets], dtype=np.float32)
-    n_val = max(len(labels), int(round(len(tickets) * config.validation_fraction)))
-    train_idx, val_idx = train_test_split(np.arange(len(tickets)), test_size=n_val,
-                                          stratify=targets, random_state=config.seed)
+    train_idx, val_idx = validation_split(tickets, targets, config)
 
     base = Path(config.base_model) if config.base_model else default_base_model()
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -254,7 +283,9 @@ def train(config: TrainConfig) -> dict:
                           "tickets": len(tickets), "per_category": counts,
                           "feedback_tickets": config.feedback_tickets,
                           "train_tickets": int(len(train_idx)),
-                          "validation_tickets": int(len(val_idx))},
+                          "validation_tickets": int(len(val_idx)),
+                          "validation_groups": sorted({tickets[i].group for i in val_idx}
+                                                      - {""})},
         "hyperparameters": {k: (str(v) if isinstance(v, Path) else v)
                             for k, v in asdict(config).items()
                             if k not in {"data", "out", "base_model", "progress",
