@@ -19,6 +19,9 @@ DEFAULT_BILLING_PHRASES = (
 )
 
 
+DEFAULT_OVERRIDE_MAX_CONFIDENCE = 0.7
+
+
 class ConfigError(ValueError):
     """A setting has a value the service cannot run with."""
 
@@ -40,7 +43,7 @@ class Settings:
     quantize: str = "int8"
     override_enabled: bool = True
     override_category: str = "Billing"
-    override_max_confidence: float = 0.70
+    override_max_confidence: float | None = None
     billing_phrases: tuple[str, ...] = field(default=DEFAULT_BILLING_PHRASES)
     breaker_failure_threshold: int = 3
     breaker_latency_budget_seconds: float = 0.5
@@ -75,7 +78,8 @@ class Settings:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
         if not 16 <= self.max_tokens <= 512:
             raise ConfigError(f"{PREFIX}MAX_TOKENS must be between 16 and 512")
-        if not 0.0 <= self.override_max_confidence <= 1.0:
+        if self.override_max_confidence is not None \
+                and not 0.0 <= self.override_max_confidence <= 1.0:
             raise ConfigError(f"{PREFIX}OVERRIDE_MAX_CONFIDENCE must be in [0, 1]")
         if not self.billing_phrases:
             raise ConfigError(f"{PREFIX}BILLING_PHRASES must name at least one phrase")
@@ -95,7 +99,7 @@ class Settings:
 
 def _convert(env_name: str, attr: str, raw: str, default):
     try:
-        if attr == "review_threshold":
+        if attr in {"review_threshold", "override_max_confidence"}:
             return float(raw)
         if isinstance(default, tuple):
             return _parse_list(raw)
@@ -117,11 +121,16 @@ def _convert(env_name: str, attr: str, raw: str, default):
         raise ConfigError(f"{env_name}={raw!r}: {exc}") from None
 
 
-def override_rule(settings: Settings):
-    """The billing-keyword rule as configured (routing stays free of settings code)."""
-    from smart_support.routing import OverrideRule
+def override_rule(settings: Settings, metadata: dict | None = None):
+    """The billing-keyword rule as configured; its confidence ceiling is the setting, else the
+    one the model's validation sweep recommends, else 0.7."""
+    from smart_support.routing import OverrideRule, recommended_max_confidence
 
+    ceiling = settings.override_max_confidence
+    if ceiling is None:
+        sweep = ((metadata or {}).get("validation") or {}).get("billing_rule_by_max_confidence")
+        ceiling = recommended_max_confidence(sweep) if sweep else DEFAULT_OVERRIDE_MAX_CONFIDENCE
     return OverrideRule(phrases=settings.billing_phrases,
                         target_category=settings.override_category,
-                        max_confidence=settings.override_max_confidence,
+                        max_confidence=ceiling,
                         enabled=settings.override_enabled)

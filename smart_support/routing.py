@@ -74,3 +74,11 @@ def route(text: str, scores: Mapping[str, float], rule: OverrideRule) -> Routing
 def route_many(texts: Sequence[str], score_rows: Sequence[Mapping[str, float]],
                rule: OverrideRule) -> list[RoutingDecision]:
     return [route(t, s, rule) for t, s in zip(texts, score_rows)]
+
+
+def recommended_max_confidence(sweep: Mapping[str, float]) -> float:
+    """The highest confidence ceiling (at most 1) whose validation macro-F1 is the best of
+    the sweep: the rule may fire as often as it can without costing accuracy."""
+    scores = {float(k): v for k, v in sweep.items() if float(k) <= 1.0}
+    best = max(scores.values())
+    return max(c for c, f1 in scores.items() if f1 >= best - 1e-9)

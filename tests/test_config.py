@@ -40,3 +40,14 @@ def test_variables_are_parsed_by_type():
 def test_invalid_values_are_refused_naming_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+def test_the_rule_ceiling_comes_from_the_setting_else_the_model_else_a_default():
+    from smart_support.config import override_rule
+
+    metadata = {"validation": {"billing_rule_by_max_confidence": {"0.5": 0.9, "0.6": 0.9,
+                                                                  "0.7": 0.8}}}
+    assert override_rule(Settings.from_env({}), metadata).max_confidence == 0.6
+    assert override_rule(Settings.from_env({}), {}).max_confidence == 0.7
+    configured = Settings.from_env({"SMART_SUPPORT_OVERRIDE_MAX_CONFIDENCE": "0.4"})
+    assert override_rule(configured, metadata).max_confidence == 0.4

@@ -66,3 +66,11 @@ def test_disabled_rule_or_unknown_target_category_never_fires():
     assert route("refund", scores(0.3, 0.3, 0.4), disabled).override is None
     other_labels = {"Sales": 0.4, "Support": 0.6}
     assert route("refund", other_labels, RULE).category == "Support"
+
+
+def test_the_recommended_ceiling_is_the_highest_that_costs_nothing_on_validation():
+    from smart_support.routing import recommended_max_confidence
+
+    sweep = {"0.0": 0.93, "0.5": 0.93, "0.6": 0.93, "0.7": 0.92, "1.01": 0.67}
+    assert recommended_max_confidence(sweep) == 0.6
+    assert recommended_max_confidence({"0.0": 0.9, "0.8": 0.95, "1.01": 0.99}) == 0.8

@@ -54,7 +54,7 @@ def _relative_to(path: str, model_dir: Path) -> str:
 class TriageService:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.rule = override_rule(settings)
+        self.rule = override_rule(settings)  # refined from the model's metadata at load
         self.artifacts = None
         self.predictor: Predictor | None = None
         self.fallback: BaselinePredictor | None = None
@@ -85,6 +85,7 @@ class TriageService:
         if self.rule.enabled and self.rule.target_category not in artifacts.labels:
             log.warning("override category %r is not among the model's labels %s; "
                         "the billing rule is off", self.rule.target_category, artifacts.labels)
+        self.rule = override_rule(self.settings, artifacts.metadata)
         self.artifacts, self.predictor, self.fallback = artifacts, predictor, fallback
         self.not_ready = None
         log.info("model %s loaded from %s in %.2f s", artifacts.version, artifacts.model_dir,

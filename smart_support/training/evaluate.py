@@ -99,7 +99,7 @@ def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8)
     predictions, _ = predictor.predict([Ticket(t.subject, t.description) for t in tickets])
     seconds = time.perf_counter() - started
     scores = [p.scores for p in predictions]
-    rule = override_rule(settings)
+    rule = override_rule(settings, artifacts.metadata)
     guarded = route_many(texts, scores, rule)
     unguarded = route_many(texts, scores, replace(rule, max_confidence=float("inf")))
     model_only = [d.model_category for d in guarded]
