@@ -78,6 +78,13 @@ def train(data, out, base_model, epochs, batch_size, learning_rate, urgency_loss
                f"{review['auto_precision']})")
 
 
+def _write_report(out: Path | None, report: dict) -> None:
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        click.echo(f"report written to {out}")
+
+
 def _storage():
     from smart_support.config import Settings
     from smart_support.storage import Storage, database_url
@@ -132,9 +139,7 @@ def drift(days, model_dir, out, plot) -> None:
         raise click.ClickException(str(exc)) from None
     report = drift_report(storage.prediction_rows(days), metadata, days)
     click.echo(render_drift(report))
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+    _write_report(out, report)
     if plot and report["tickets"]:
         drift_plot(report, plot)
         click.echo(f"plot written to {plot}")
@@ -165,10 +170,7 @@ def evaluate(data, model_dir, out, alert_threshold, plot) -> None:
     except (ArtifactError, DataError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(render_report(report))
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
-        click.echo(f"report written to {out}")
+    _write_report(out, report)
     if plot:
         reliability_plot(report, plot)
         click.echo(f"reliability diagram written to {plot}")

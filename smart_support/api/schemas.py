@@ -25,7 +25,19 @@ class BodySchema(Schema):
     error_messages = {"type": "The body must be a JSON object."}
 
 
-class TicketSchema(BodySchema):
+class TicketTextSchema(BodySchema):
+    """Size limits shared by every body that carries a ticket's subject and description."""
+
+    @validates("subject")
+    def _subject(self, value, **_):
+        within_limit(value, settings().max_subject_chars)
+
+    @validates("description")
+    def _description(self, value, **_):
+        within_limit(value, settings().max_description_chars)
+
+
+class TicketSchema(TicketTextSchema):
     ticket_id = fields.String(load_default=None, allow_none=True,
                               validate=validate.Length(min=1, max=200),
                               metadata={"description": "Client's own id, echoed back."})
@@ -35,14 +47,6 @@ class TicketSchema(BodySchema):
     description = fields.String(required=True, validate=NOT_BLANK,
                                 metadata={"description": "Ticket body; must not be blank "
                                                          "(default limit 20,000 characters)."})
-
-    @validates("subject")
-    def _subject(self, value, **_):
-        within_limit(value, settings().max_subject_chars)
-
-    @validates("description")
-    def _description(self, value, **_):
-        within_limit(value, settings().max_description_chars)
 
 
 class BatchRequestSchema(BodySchema):
@@ -165,7 +169,7 @@ def document_limits(spec, limits, labels: list[str] | None) -> None:
         feedback["properties"]["category"]["enum"] = list(labels)
 
 
-class FeedbackSchema(BodySchema):
+class FeedbackSchema(TicketTextSchema):
     ticket_id = fields.String(load_default=None, allow_none=False,
                               validate=validate.Length(min=1, max=200),
                               metadata={"description": "Id sent with /classify; enough on its "
@@ -184,14 +188,6 @@ class FeedbackSchema(BodySchema):
                           validate=validate.Length(min=1, max=200))
     note = fields.String(load_default=None, allow_none=True,
                          metadata={"description": "Free text (default limit 2,000 characters)."})
-
-    @validates("subject")
-    def _subject(self, value, **_):
-        within_limit(value, settings().max_subject_chars)
-
-    @validates("description")
-    def _description(self, value, **_):
-        within_limit(value, settings().max_description_chars)
 
     @validates("note")
     def _note(self, value, **_):
