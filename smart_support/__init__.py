@@ -12,7 +12,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from flask_smorest import Api
 
     from smart_support import auth, errors
-    from smart_support.api import classify, feedback, health, instrumentation, schemas
+    from smart_support.api import alerts, classify, feedback, health, instrumentation, schemas
     from smart_support.config import Settings
     from smart_support.inference.service import TriageService
     from smart_support.logs import configure_logging
@@ -39,11 +39,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["smart_support"] = service
     service.load()
     app.extensions["smart_support_storage"] = _open_storage(settings)
+    app.extensions["smart_support_alerts"] = _start_alerts(
+        settings, app.extensions["smart_support_storage"])
 
     api = Api(app)
     api.register_blueprint(classify.blp)
     api.register_blueprint(health.blp)
     api.register_blueprint(feedback.blp)
+    api.register_blueprint(alerts.blp)
     schemas.document_limits(api.spec, settings,
                             service.artifacts.labels if service.artifacts else None)
     errors.register_error_handlers(app)
@@ -67,6 +70,28 @@ def _open_storage(settings):
     except Exception:  # noqa: BLE001 - any driver or filesystem fault
         logging.getLogger(__name__).exception("storage unavailable")
         return None
+
+
+def _start_alerts(settings, storage):
+    """The outbox and this process's dispatcher thread, when webhooks are configured."""
+    if not settings.webhook_urls:
+        return None
+    if storage is None:
+        raise RuntimeError("SMART_SUPPORT_WEBHOOK_URLS is set but the database is unavailable: "
+                           "alerts could not be recorded, so the service refuses to start")
+    from smart_support.alerts.dispatcher import Dispatcher
+    from smart_support.alerts.outbox import Outbox
+    from smart_support.metrics import ALERTS
+
+    outbox = Outbox(storage, settings.webhook_urls, settings.alert_outbox_max,
+                    settings.alert_max_attempts, settings.alert_backoff_seconds,
+                    settings.alert_backoff_cap_seconds, settings.alert_lease_seconds)
+    if settings.alert_dispatcher:
+        outbox.dispatcher = Dispatcher(outbox, settings.webhook_secret,
+                                       settings.alert_timeout_seconds,
+                                       on_result=lambda outcome: ALERTS.labels(outcome).inc())
+        outbox.dispatcher.start()
+    return outbox
 
 
 def _serve_docs_assets(app: Flask) -> None:

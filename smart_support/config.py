@@ -55,6 +55,16 @@ class Settings:
     database_url: str = ""
     record_predictions: bool = True
     max_feedback_note_chars: int = 2_000
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret: str = ""
+    alert_threshold: float = 0.8
+    alert_max_attempts: int = 8
+    alert_backoff_seconds: float = 1.0
+    alert_backoff_cap_seconds: float = 300.0
+    alert_timeout_seconds: float = 5.0
+    alert_lease_seconds: float = 60.0
+    alert_outbox_max: int = 10_000
+    alert_dispatcher: bool = True
     log_level: str = "INFO"
 
     @classmethod
@@ -72,7 +82,7 @@ class Settings:
     def validated(self) -> "Settings":
         positive = ("max_subject_chars", "max_description_chars", "max_batch_size",
                     "max_body_bytes", "max_tokens", "inference_batch_size", "torch_threads",
-                    "breaker_failure_threshold")
+                    "breaker_failure_threshold", "alert_max_attempts", "alert_outbox_max")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
@@ -81,6 +91,18 @@ class Settings:
         if self.override_max_confidence is not None \
                 and not 0.0 <= self.override_max_confidence <= 1.0:
             raise ConfigError(f"{PREFIX}OVERRIDE_MAX_CONFIDENCE must be in [0, 1]")
+        if not 0.0 <= self.alert_threshold <= 1.0:
+            raise ConfigError(f"{PREFIX}ALERT_THRESHOLD must be in [0, 1]")
+        if min(self.alert_backoff_seconds, self.alert_timeout_seconds) <= 0 \
+                or self.alert_lease_seconds <= self.alert_timeout_seconds:
+            raise ConfigError(f"{PREFIX}ALERT_* times must be > 0, and the lease longer than "
+                              "the timeout")
+        from smart_support.alerts.payload import parse_target
+
+        for target in self.webhook_urls:
+            url = parse_target(target)[1]
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{PREFIX}WEBHOOK_URLS: {url!r} is not an http(s) URL")
         if not self.billing_phrases:
             raise ConfigError(f"{PREFIX}BILLING_PHRASES must name at least one phrase")
         if self.breaker_latency_budget_seconds <= 0 or self.breaker_reset_seconds < 0:

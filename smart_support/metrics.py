@@ -28,6 +28,9 @@ OVERRIDES = Counter("smart_support_overrides_total", "Predictions changed by a r
                     ["rule"])
 ANSWERS = Counter("smart_support_answers_total", "Tickets answered, by the model that answered.",
                   ["model"])
+ALERTS = Counter("smart_support_alerts_total",
+                 "Urgent-ticket alerts by outcome: queued, not_recorded (outbox full or "
+                 "unavailable), delivered, pending (a retry is scheduled), dead.", ["outcome"])
 BREAKER_TRANSITIONS = Counter("smart_support_breaker_transitions_total",
                               "Circuit-breaker state changes, by new state.", ["state"])
 BREAKER_OPEN = Gauge("smart_support_breaker_open",

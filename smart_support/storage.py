@@ -51,6 +51,24 @@ feedback = Table(
 )
 
 
+alerts = Table(
+    "alerts", metadata,
+    # one row per (alert, receiver); alert_id is what receivers de-duplicate on
+    Column("id", Integer, primary_key=True),
+    Column("alert_id", String(64), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False, index=True),  # pending delivering delivered dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+)
+
+
 def database_url(data_dir: Path, configured: str) -> str:
     if configured:
         return configured

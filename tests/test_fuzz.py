@@ -9,9 +9,10 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 OPERATIONS = [("POST", "/classify"), ("POST", "/classify/batch"), ("GET", "/health"),
-              ("GET", "/ready"), ("GET", "/metrics"), ("POST", "/feedback"), ("GET", "/feedback")]
+              ("GET", "/ready"), ("GET", "/metrics"), ("POST", "/feedback"), ("GET", "/feedback"),
+              ("GET", "/alerts"), ("POST", "/alerts/{alert_id}/replay")]
 WITH_INPUT = {("POST", "/classify"), ("POST", "/classify/batch"), ("POST", "/feedback"),
-              ("GET", "/feedback")}
+              ("GET", "/feedback"), ("GET", "/alerts")}
 
 
 @pytest.fixture(scope="module")

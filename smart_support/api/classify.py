@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 from flask import current_app, g, request
+from sqlalchemy.exc import SQLAlchemyError
 from flask_smorest import Blueprint, abort
 
 from smart_support.api.schemas import (
     BatchRequestSchema, BatchResponseSchema, ClassificationSchema, ExplainQuerySchema,
     TicketSchema,
 )
+from smart_support.alerts.outbox import OutboxFull
+from smart_support.alerts.payload import preview
 from smart_support.inference.predictor import Ticket
 from smart_support.inference.service import NotReady
-from smart_support.metrics import observe_triage
+from smart_support.metrics import ALERTS, observe_triage
 
 blp = Blueprint("classify", __name__, description="Classify support tickets.")
 
@@ -36,6 +40,7 @@ def _run(payloads: list[dict], explain: bool = False):
         timings["explain"] = time.perf_counter() - started
     observe_triage(results, timings)
     log_predictions(payloads, results, service.model_version)
+    alert_refs = raise_alerts(payloads, tickets, results, service)
     answers = [
         {
             "ticket_id": payload.get("ticket_id"),
@@ -49,13 +54,41 @@ def _run(payloads: list[dict], explain: bool = False):
             "model": r.model,
             "degraded": r.degraded,
             "needs_review": r.needs_review,
+            "alert": alert_ref,
         }
-        for payload, r in zip(payloads, results)
+        for payload, r, alert_ref in zip(payloads, results, alert_refs)
     ]
     if explain:
         for answer, explanation in zip(answers, explanations):
             answer["explanation"] = explanation
     return service.model_version, answers
+
+
+def raise_alerts(payloads, tickets, results, service) -> list[dict | None]:
+    """Record an alert for each ticket above the urgency threshold, durably, before the
+    answer goes out; the answer says whether it was recorded (never a silent drop)."""
+    outbox = current_app.extensions.get("smart_support_alerts")
+    threshold = service.settings.alert_threshold
+    refs = []
+    for payload, ticket, result in zip(payloads, tickets, results):
+        if outbox is None or result.urgency_score <= threshold:
+            refs.append(None)
+            continue
+        alert = {"category": result.category, "urgency": round(result.urgency_score, 4),
+                 "confidence": round(result.confidence, 4),
+                 "ticket_id": payload.get("ticket_id"),
+                 "preview": preview(ticket.subject, ticket.description),
+                 "model_version": service.model_version,
+                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        try:
+            refs.append({"id": outbox.enqueue(alert), "status": "queued"})
+            ALERTS.labels("queued").inc()
+        except (OutboxFull, SQLAlchemyError) as exc:
+            reason = str(exc) if isinstance(exc, OutboxFull) else "outbox storage unavailable"
+            current_app.logger.error("alert not recorded: %s", reason)
+            ALERTS.labels("not_recorded").inc()
+            refs.append({"id": None, "status": "not_recorded", "reason": reason})
+    return refs
 
 
 def log_predictions(payloads, results, model_version) -> None:

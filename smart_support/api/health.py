@@ -26,9 +26,20 @@ def ready():
     if service.ready:
         return {"ready": True, "model_version": service.model_version,
                 "labels": service.artifacts.labels, "degraded": service.degraded,
-                "breaker": service.breaker.snapshot()}
+                "breaker": service.breaker.snapshot(), "alerts": _alerts_state()}
     return {"ready": False, "model_version": None, "reason": service.not_ready.reason,
             "file": service.not_ready.path}, 503
+
+
+def _alerts_state() -> dict | None:
+    outbox = current_app.extensions.get("smart_support_alerts")
+    if outbox is None:
+        return None
+    try:
+        waiting = outbox.pending_count()
+    except Exception:  # noqa: BLE001 - report, do not fail readiness on a stats query
+        return {"error": "outbox unreadable"}
+    return {"waiting": waiting, "limit": outbox.max_pending, "full": waiting >= outbox.max_pending}
 
 
 @blp.route("/metrics", methods=["GET"])

@@ -123,6 +123,8 @@ class ClassificationSchema(Schema):
         "description": "True when the fallback baseline answered instead of the transformer."})
     needs_review = fields.Boolean(required=True, metadata={
         "description": "Confidence is below the review threshold: a person should check it."})
+    alert = fields.Nested("AlertRefSchema", allow_none=True, metadata={
+        "description": "null unless urgency is above the alert threshold and webhooks are set."})
     explanation = fields.Nested(ExplanationSchema, metadata={
         "description": "Only with ?explain=true."})
     latency_seconds = fields.Float(metadata={"description": "Server wall time of the pipeline."})
@@ -146,6 +148,8 @@ class ReadySchema(Schema):
     labels = fields.List(fields.String())
     degraded = fields.Boolean(metadata={"description": "The breaker is open: the baseline answers."})
     breaker = fields.Dict(metadata={"description": "Circuit-breaker state of the worker that answered."})
+    alerts = fields.Dict(allow_none=True, metadata={
+        "description": "Outbox: deliveries waiting, the limit, and whether it is full."})
     reason = fields.String(metadata={"description": "Why the service is not ready."})
     file = fields.String(allow_none=True, metadata={"description": "The artifact at fault."})
 
@@ -219,3 +223,37 @@ class FeedbackListQuerySchema(Schema):
 
 class FeedbackListSchema(Schema):
     feedback = fields.List(fields.Nested(FeedbackRecordSchema), required=True)
+
+
+class AlertRefSchema(Schema):
+    id = fields.String(allow_none=True, metadata={"description": "Stable alert id."})
+    status = fields.String(required=True, metadata={
+        "description": "queued (recorded durably before this answer), or not_recorded."})
+    reason = fields.String(metadata={"description": "Why it was not recorded."})
+
+
+class AlertListQuerySchema(Schema):
+    status = fields.String(validate=validate.OneOf(["pending", "delivering", "delivered",
+                                                    "dead"]))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class AlertRowSchema(Schema):
+    alert_id = fields.String(required=True)
+    url = fields.String(required=True)
+    format = fields.String(required=True)
+    status = fields.String(required=True)
+    attempts = fields.Integer(required=True)
+    next_attempt_at = fields.DateTime(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    created_at = fields.DateTime(required=True)
+    delivered_at = fields.DateTime(allow_none=True)
+
+
+class AlertListSchema(Schema):
+    alerts = fields.List(fields.Nested(AlertRowSchema), required=True)
+
+
+class ReplaySchema(Schema):
+    alert_id = fields.String(required=True)
+    requeued = fields.Integer(required=True)
