@@ -178,3 +178,37 @@ def evaluate(data, model_dir, out, alert_threshold, plot) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _outbox():
+    from smart_support.alerts.outbox import Outbox
+
+    settings, storage = _storage()
+    return Outbox(storage, settings.webhook_urls, settings.alert_outbox_max,
+                  settings.alert_max_attempts, settings.alert_backoff_seconds,
+                  settings.alert_backoff_cap_seconds, settings.alert_lease_seconds)
+
+
+@main.group()
+def alerts() -> None:
+    """Inspect and replay urgent-ticket alert deliveries."""
+
+
+@alerts.command("list")
+@click.option("--status", type=click.Choice(["pending", "delivering", "delivered", "dead"]))
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+def list_alerts(status, limit) -> None:
+    """Deliveries, newest first."""
+    for row in _outbox().rows(status, limit):
+        click.echo(f"{row['alert_id']}  {row['status']:10} attempts {row['attempts']}  "
+                   f"{row['format']:8} {row['url']}  {row['last_error'] or ''}")
+
+
+@alerts.command("replay")
+@click.argument("alert_id")
+def replay_alert(alert_id) -> None:
+    """Queue an alert's dead deliveries again; a running service delivers them."""
+    count = _outbox().replay(alert_id)
+    if not count:
+        raise click.ClickException(f"no dead delivery for alert {alert_id}")
+    click.echo(f"requeued {count} deliveries of {alert_id}")

@@ -258,3 +258,18 @@ def test_a_dispatcher_killed_mid_delivery_loses_nothing(tmp_path):
         assert receiver.ids() == Counter({alert_id: 1})
     finally:
         receiver.close()
+
+
+def test_the_cli_lists_and_replays_dead_alerts(runner, tmp_path, monkeypatch):
+    from smart_support.cli import main
+
+    monkeypatch.setenv("SMART_SUPPORT_DATA_DIR", str(tmp_path))
+    outbox = outbox_for(tmp_path, "http://127.0.0.1:9/closed", max_attempts=1)
+    alert_id = outbox.enqueue({"category": "Billing", "urgency": 0.9, "confidence": 0.9,
+                               "ticket_id": "C", "preview": "p"})
+    Dispatcher(outbox, "", timeout=1).deliver_one()
+    listed = runner.invoke(main, ["alerts", "list", "--status", "dead"])
+    assert listed.exit_code == 0 and alert_id in listed.output
+    assert runner.invoke(main, ["alerts", "replay", alert_id]).exit_code == 0
+    again = runner.invoke(main, ["alerts", "replay", alert_id])
+    assert again.exit_code != 0 and "no dead delivery" in again.output
