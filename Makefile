@@ -68,3 +68,12 @@ bench: model
 			echo "wrk is missing and this is not root: the HTTP part will be skipped (apt-get install wrk)"; \
 		fi; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# `make faults`: load and fault scenarios on loopback, gunicorn as deployed behind nginx
+# (deploy/nginx.conf): sustained load, a killed worker, memory over 50,000 requests, broken
+# model directories, a failing transformer, the body-size limit. About 8 min; FAULTS_ARGS=--quick:
+# about 2 min. Installs nginx/wrk with apt-get when missing and root. See bench/faults/README.md.
+FAULTS_ARGS ?=
+.PHONY: faults
+faults:
+	$(BIN)/python bench/faults/run.py $(FAULTS_ARGS)
