@@ -273,3 +273,40 @@ def test_the_cli_lists_and_replays_dead_alerts(runner, tmp_path, monkeypatch):
     assert runner.invoke(main, ["alerts", "replay", alert_id]).exit_code == 0
     again = runner.invoke(main, ["alerts", "replay", alert_id])
     assert again.exit_code != 0 and "no dead delivery" in again.output
+
+
+def worker_pids(master: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == master:
+                pids.append(int(entry))
+    return pids
+
+
+@pytest.mark.e2e
+def test_a_gunicorn_worker_killed_mid_delivery_loses_nothing(trained_model_dir, tmp_path):
+    from test_e2e import call, gunicorn
+
+    receiver = Receiver()
+    receiver.hang.set()
+    try:
+        with gunicorn(trained_model_dir, tmp_path, webhook_urls=receiver.url,
+                      alert_threshold=0.0, alert_timeout_seconds=2,
+                      alert_lease_seconds=3) as (base, process):
+            status, text = call(base + "/classify", {"description": "everything is down"})
+            assert status == 200
+            alert_id = json.loads(text)["alert"]["id"]
+            assert wait_for(lambda: receiver.calls >= 1, 30), "no delivery attempt"
+            for pid in worker_pids(process.pid):  # every worker, the delivering one included
+                os.kill(pid, signal.SIGKILL)
+            receiver.hang.clear()
+            assert wait_for(lambda: receiver.received, 90), "not delivered after the restart"
+            time.sleep(1)
+            assert receiver.ids() == Counter({alert_id: 1})
+    finally:
+        receiver.close()

@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,14 +33,18 @@ def call(url, body=None, content_type="application/json"):
         return error.code, error.read().decode()
 
 
-@pytest.fixture(scope="module")
-def server(trained_model_dir, tmp_path_factory):
+@contextmanager
+def gunicorn(model_dir: Path, workdir: Path, **settings):
+    """gunicorn with the repo's gunicorn.conf.py on a free port; yields (base URL, process)."""
     port = free_port()
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": "2",
-           "SMART_SUPPORT_MODEL_DIR": str(trained_model_dir),
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("prom")),
-           "SMART_SUPPORT_ACCESS_LOG": "-"}
-    log = open(tmp_path_factory.mktemp("log") / "gunicorn.log", "w+")
+           "SMART_SUPPORT_MODEL_DIR": str(model_dir),
+           "SMART_SUPPORT_DATA_DIR": str(workdir / "var"),
+           "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prom"),
+           "SMART_SUPPORT_ACCESS_LOG": "-",
+           **{f"SMART_SUPPORT_{k.upper()}": str(v) for k, v in settings.items()}}
+    (workdir / "prom").mkdir(parents=True, exist_ok=True)
+    log = open(workdir / "gunicorn.log", "w+")
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
                                 "wsgi:app"], cwd=ROOT, env=env, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
@@ -59,7 +64,7 @@ def server(trained_model_dir, tmp_path_factory):
                 log.seek(0)
                 pytest.fail(f"gunicorn not ready in 60 s:\n{log.read()}")
             time.sleep(0.2)
-        yield base
+        yield base, process
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -67,6 +72,12 @@ def server(trained_model_dir, tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(trained_model_dir, tmp_path_factory):
+    with gunicorn(trained_model_dir, tmp_path_factory.mktemp("e2e")) as (base, _):
+        yield base
 
 
 def test_classify_over_http(server):
