@@ -25,6 +25,9 @@ accesslog = os.environ.get("SMART_SUPPORT_ACCESS_LOG", "-")
 access_log_format = ('{"remote": "%(h)s", "request": "%(r)s", "status": %(s)s, '
                      '"bytes": %(B)s, "duration_ms": %(M)s, "agent": "%(a)s"}')
 errorlog = "-"
+# gunicorn 27's control socket has one default path per user: two servers on one machine (a
+# test run beside `make serve`) would take it from each other. Nothing here uses it.
+control_socket_disable = True
 loglevel = os.environ.get("SMART_SUPPORT_LOG_LEVEL", "info").lower()
 
 # Prometheus multi-process mode: every worker writes samples here and /metrics sums them.
