@@ -5,15 +5,15 @@ import time
 from datetime import datetime, timezone
 
 from flask import current_app, g, request
-from sqlalchemy.exc import SQLAlchemyError
 from flask_smorest import Blueprint, abort
+from sqlalchemy.exc import SQLAlchemyError
 
+from smart_support.alerts.outbox import OutboxFull
+from smart_support.alerts.payload import preview
 from smart_support.api.schemas import (
     BatchRequestSchema, BatchResponseSchema, ClassificationSchema, ExplainQuerySchema,
     TicketSchema,
 )
-from smart_support.alerts.outbox import OutboxFull
-from smart_support.alerts.payload import preview
 from smart_support.inference.predictor import Ticket
 from smart_support.inference.service import NotReady
 from smart_support.metrics import ALERTS, observe_triage
