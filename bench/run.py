@@ -24,7 +24,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import sysinfo
 import workload
+from procs import CHILDREN, Children, child_env, free_port, log, tail
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -61,52 +61,8 @@ PROFILES = {
 }
 
 
-def log(message: str = "") -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 class BenchError(Exception):
     """A phase could not run; the message says why (with a log tail where there is one)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Child processes: every one gets its own process group and is killed on the way out.
-
-class Children:
-    """Every process this script starts, so that none outlives it (exception, Ctrl-C, SIGTERM)."""
-
-    def __init__(self):
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, argv, **kwargs) -> subprocess.Popen:
-        proc = subprocess.Popen([str(a) for a in argv], start_new_session=True, **kwargs)
-        self.procs.append(proc)
-        return proc
-
-    @staticmethod
-    def stop(proc: subprocess.Popen, grace: float = 25.0) -> None:
-        """SIGTERM to the whole group (gunicorn master and workers), SIGKILL after `grace`."""
-        if proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=grace)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=10)
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            self.stop(proc)
-        self.procs.clear()
-
-
-CHILDREN = Children()
 
 
 class QuietBudget:
@@ -224,28 +180,6 @@ def phase_inprocess(args, profile, results) -> None:
 
 # --------------------------------------------------------------------------------------------
 # (b, c, d) servers under wrk
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def child_env(**extra) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "PYTHONUNBUFFERED": "1"}
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    """The end of a server log, without the access-log lines of our own /ready polling."""
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join([l for l in text if "GET /ready" not in l][-lines:])
-
 
 class Server:
     """A gunicorn server in its own process group: started, awaited on /ready, always stopped."""
