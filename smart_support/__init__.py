@@ -83,9 +83,7 @@ def _start_alerts(settings, storage):
     from smart_support.alerts.outbox import Outbox
     from smart_support.metrics import ALERTS
 
-    outbox = Outbox(storage, settings.webhook_urls, settings.alert_outbox_max,
-                    settings.alert_max_attempts, settings.alert_backoff_seconds,
-                    settings.alert_backoff_cap_seconds, settings.alert_lease_seconds)
+    outbox = Outbox.from_settings(storage, settings)
     if settings.alert_dispatcher:
         outbox.dispatcher = Dispatcher(outbox, settings.webhook_secret,
                                        settings.alert_timeout_seconds,

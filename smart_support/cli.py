@@ -184,9 +184,7 @@ def _outbox():
     from smart_support.alerts.outbox import Outbox
 
     settings, storage = _storage()
-    return Outbox(storage, settings.webhook_urls, settings.alert_outbox_max,
-                  settings.alert_max_attempts, settings.alert_backoff_seconds,
-                  settings.alert_backoff_cap_seconds, settings.alert_lease_seconds)
+    return Outbox.from_settings(storage, settings)
 
 
 @main.group()

@@ -41,6 +41,12 @@ class Outbox:
         self.lease = lease
         self.dispatcher = None  # this process's Dispatcher, when create_app started one
 
+    @classmethod
+    def from_settings(cls, storage: Storage, settings) -> "Outbox":
+        return cls(storage, settings.webhook_urls, settings.alert_outbox_max,
+                   settings.alert_max_attempts, settings.alert_backoff_seconds,
+                   settings.alert_backoff_cap_seconds, settings.alert_lease_seconds)
+
     def pending_count(self) -> int:
         query = select(func.count()).select_from(alerts).where(
             alerts.c.status.in_((PENDING, DELIVERING)))
