@@ -12,7 +12,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from flask_smorest import Api
 
     from smart_support import auth, errors
-    from smart_support.api import alerts, classify, feedback, health, instrumentation, schemas
+    from smart_support.api import (
+        agents, alerts, classify, feedback, health, incidents, instrumentation, schemas, tickets,
+    )
     from smart_support.config import Settings
     from smart_support.inference.service import TriageService
     from smart_support.logs import configure_logging
@@ -41,12 +43,18 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["smart_support_storage"] = _open_storage(settings)
     app.extensions["smart_support_alerts"] = _start_alerts(
         settings, app.extensions["smart_support_storage"])
+    app.extensions["smart_support_desk"] = _open_desk(
+        settings, service, app.extensions["smart_support_storage"],
+        app.extensions["smart_support_alerts"])
 
     api = Api(app)
     api.register_blueprint(classify.blp)
     api.register_blueprint(health.blp)
     api.register_blueprint(feedback.blp)
     api.register_blueprint(alerts.blp)
+    api.register_blueprint(tickets.blp)
+    api.register_blueprint(agents.blp)
+    api.register_blueprint(incidents.blp)
     schemas.document_limits(api.spec, settings,
                             service.artifacts.labels if service.artifacts else None)
     errors.register_error_handlers(app)
@@ -65,7 +73,7 @@ def _open_storage(settings):
 
     try:
         storage = Storage(database_url(settings.data_dir, settings.database_url))
-        storage.create_schema()
+        storage.migrate()
         return storage
     except Exception:  # noqa: BLE001 - any driver or filesystem fault
         logging.getLogger(__name__).exception("storage unavailable")
@@ -90,6 +98,27 @@ def _start_alerts(settings, storage):
                                        on_result=lambda outcome: ALERTS.labels(outcome).inc())
         outbox.dispatcher.start()
     return outbox
+
+
+def _open_desk(settings, service, storage, outbox):
+    """The ticket desk, or None without a database. Storm detection needs its own similarity
+    encoder: if that cannot be loaded the service refuses to report ready and says so."""
+    from pathlib import Path
+
+    from smart_support.desk.service import Desk
+    from smart_support.inference.embedder import Embedder, EmbedderError
+
+    if storage is None:
+        return None
+    embedder = None
+    if settings.storm_enabled and service.ready:
+        try:
+            embedder = Embedder(settings.storm_encoder or None, quantize=settings.quantize)
+        except EmbedderError as exc:
+            name = Path(exc.path).name  # never the server's full path
+            service.refuse(f"storm-detection encoder {name} (SMART_SUPPORT_STORM_ENCODER): "
+                           f"{exc.reason.split(' (')[0]}", name)
+    return Desk(storage, service, settings, outbox, embedder)
 
 
 def _serve_docs_assets(app: Flask) -> None:

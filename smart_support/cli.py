@@ -91,7 +91,7 @@ def _storage():
 
     settings = Settings.from_env()
     storage = Storage(database_url(settings.data_dir, settings.database_url))
-    storage.create_schema()
+    storage.migrate()
     return settings, storage
 
 

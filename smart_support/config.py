@@ -65,6 +65,18 @@ class Settings:
     alert_lease_seconds: float = 60.0
     alert_outbox_max: int = 10_000
     alert_dispatcher: bool = True
+    auto_assign: bool = True
+    assignment_skill_margin: float = 0.05
+    max_agent_capacity: int = 1_000
+    max_page_size: int = 500
+    max_resolution_chars: int = 2_000
+    storm_enabled: bool = True
+    storm_encoder: str = ""
+    storm_similarity: float = 0.6
+    storm_count: int = 10
+    storm_window_seconds: float = 300.0
+    storm_window_max: int = 20_000
+    incident_quiet_seconds: float = 3_600.0
     log_level: str = "INFO"
 
     @classmethod
@@ -82,7 +94,9 @@ class Settings:
     def validated(self) -> "Settings":
         positive = ("max_subject_chars", "max_description_chars", "max_batch_size",
                     "max_body_bytes", "max_tokens", "inference_batch_size", "torch_threads",
-                    "breaker_failure_threshold", "alert_max_attempts", "alert_outbox_max")
+                    "breaker_failure_threshold", "alert_max_attempts", "alert_outbox_max",
+                    "max_agent_capacity", "max_page_size", "max_resolution_chars",
+                    "storm_count", "storm_window_max")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
@@ -114,6 +128,13 @@ class Settings:
             raise ConfigError(f"{PREFIX}REVIEW_THRESHOLD must be in [0, 1]")
         if self.quantize not in {"none", "int8"}:
             raise ConfigError(f"{PREFIX}QUANTIZE must be none or int8")
+        if not -1.0 <= self.storm_similarity <= 1.0:
+            raise ConfigError(f"{PREFIX}STORM_SIMILARITY must be a cosine in [-1, 1]")
+        if min(self.storm_window_seconds, self.incident_quiet_seconds) <= 0:
+            raise ConfigError(f"{PREFIX}STORM_WINDOW_SECONDS and {PREFIX}INCIDENT_QUIET_SECONDS "
+                              "must be > 0")
+        if not 0.0 <= self.assignment_skill_margin <= 1.0:
+            raise ConfigError(f"{PREFIX}ASSIGNMENT_SKILL_MARGIN must be in [0, 1]")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
         return self

@@ -1,20 +1,25 @@
-"""Durable records through SQLAlchemy: agents' feedback and the prediction log behind drift.
+"""Durable records through SQLAlchemy: the ticket desk, agents' feedback, the prediction log
+behind drift and the alert outbox.
 
 SQLite file under SMART_SUPPORT_DATA_DIR by default; any SQLAlchemy URL (PostgreSQL included)
-with SMART_SUPPORT_DATABASE_URL. Tables are created if missing at start-up (CREATE ... IF NOT
-EXISTS, safe when several workers start at once). The prediction log keeps no ticket text
-unless the client sent a ticket_id (so that a correction can later name the ticket by id).
+with SMART_SUPPORT_DATABASE_URL. The schema is owned by the Alembic migrations in
+smart_support/migrations: every process upgrades to the newest revision at start-up, under a
+lock, so several workers or hosts starting at once apply each migration exactly once. The
+prediction log keeps no ticket text unless the client sent a ticket_id (so that a correction
+can later name the ticket by id).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import zlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from sqlalchemy import (
-    Boolean, Column, DateTime, Float, Integer, MetaData, String, Table, Text, create_engine,
-    event, insert, select,
+    JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
+    String, Table, Text, create_engine, event, insert, select, text,
 )
-from sqlalchemy.schema import CreateIndex, CreateTable
 
 metadata = MetaData()
 
@@ -69,11 +74,94 @@ alerts = Table(
 )
 
 
+agents = Table(
+    "agents", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("skills", JSON, nullable=False),  # {category: level in [0, 1]}
+    Column("capacity", Integer, nullable=False),
+    Column("active", Boolean, nullable=False),
+    # open tickets, kept in step with tickets.agent_id inside each desk transaction so that a
+    # conditional UPDATE can enforce capacity atomically
+    Column("load", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+incidents = Table(
+    "incidents", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("status", String(16), nullable=False, index=True),  # open resolved
+    Column("title", Text, nullable=False),
+    Column("category", String(100), nullable=False),
+    Column("ticket_count", Integer, nullable=False),
+    Column("centroid", LargeBinary, nullable=False),  # float32, unit length
+    Column("alert_id", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_ticket_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("resolution", Text),
+)
+
+tickets = Table(
+    "tickets", metadata,
+    # id orders tickets by arrival (the storm window syncs on it); ticket_id is the public id
+    Column("id", Integer, primary_key=True),
+    Column("ticket_id", String(200), nullable=False, unique=True),
+    Column("fingerprint", String(64), nullable=False),  # sha256 of subject and description
+    Column("subject", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("category", String(100), nullable=False, index=True),
+    Column("model_category", String(100), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("urgency", Float, nullable=False),
+    Column("needs_review", Boolean, nullable=False),
+    Column("override", JSON),
+    Column("model", String(32), nullable=False),
+    Column("model_version", String(100)),
+    Column("status", String(16), nullable=False),  # queued assigned resolved
+    Column("agent_id", Integer, ForeignKey("agents.id"), index=True),
+    Column("incident_id", Integer, ForeignKey("incidents.id"), index=True),
+    Column("alert_id", String(64)),
+    Column("embedding", LargeBinary),  # float32, unit length; None without storm detection
+    Column("requeues", Integer, nullable=False, default=0),
+    Column("resolution", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("assigned_at", DateTime(timezone=True)),
+    Column("resolved_at", DateTime(timezone=True)),
+    Index("ix_tickets_queue", "status", "urgency", "id"),
+)
+
+
 def database_url(data_dir: Path, configured: str) -> str:
     if configured:
         return configured
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{Path(data_dir).resolve() / 'smart_support.db'}"
+
+
+def _fix_sqlite_transactions(engine) -> None:
+    """pysqlite starts transactions late (at the first write), so a read-then-write transaction
+    can fail with "database is locked" instead of waiting. SQLAlchemy's documented recipe:
+    take transaction control from the driver and emit BEGIN ourselves; desk transactions ask
+    for BEGIN IMMEDIATE, which takes the write lock up front and waits for it."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # WAL: readers never block the writer; NORMAL: a crash loses no committed transaction
+        # in WAL mode. Foreign keys are off by default in SQLite.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        connection.exec_driver_sql(connection.get_execution_options().get("sqlite_begin",
+                                                                            "BEGIN"))
 
 
 def _now() -> datetime:
@@ -89,28 +177,63 @@ def _utc(row) -> dict:
     return record
 
 
-class Storage:
-    def __init__(self, url: str):
-        self.url = url
-        is_sqlite = url.startswith("sqlite")
-        self.engine = create_engine(url, connect_args={"timeout": 30} if is_sqlite else {},
-                                    pool_pre_ping=not is_sqlite)
-        if is_sqlite:
-            @event.listens_for(self.engine, "connect")
-            def _sqlite_pragmas(connection, _record):
-                # WAL: readers never block the writer; NORMAL: durable at each checkpoint,
-                # and a crash loses no committed transaction in WAL mode.
-                cursor = connection.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")
-                cursor.close()
+# Desk transactions on PostgreSQL take this transaction-scoped advisory lock (a constant key):
+# decisions that read then write (storm windows, assignment, idempotent submission) run one at
+# a time across every worker and host, as they do on SQLite under BEGIN IMMEDIATE.
+DESK_LOCK_KEY = zlib.crc32(b"smart-support desk")
+MIGRATION_LOCK_KEY = zlib.crc32(b"smart-support migrations")
 
-    def create_schema(self) -> None:
-        with self.engine.begin() as connection:
-            for table in metadata.sorted_tables:
-                connection.execute(CreateTable(table, if_not_exists=True))
-                for index in table.indexes:
-                    connection.execute(CreateIndex(index, if_not_exists=True))
+
+class Storage:
+    def __init__(self, url: str, pool_size: int = 5):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        options = {"connect_args": {"timeout": 30}} if self.is_sqlite else {
+            "pool_pre_ping": True, "pool_size": pool_size, "max_overflow": pool_size}
+        self.engine = create_engine(url, **options)
+        if self.is_sqlite:
+            _fix_sqlite_transactions(self.engine)
+
+    @contextlib.contextmanager
+    def desk_transaction(self):
+        """One serialized read-then-write transaction of the desk; commits on success."""
+        if self.is_sqlite:
+            with self.engine.execution_options(sqlite_begin="BEGIN IMMEDIATE").begin() as conn:
+                yield conn
+        else:
+            with self.engine.begin() as conn:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DESK_LOCK_KEY})
+                yield conn
+
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema to `revision`, one process at a time."""
+        from smart_support.migrations import upgrade
+
+        with self._migration_lock() as connection:
+            upgrade(connection, revision)
+
+    @contextlib.contextmanager
+    def _migration_lock(self):
+        if self.is_sqlite:
+            path = self.engine.url.database
+            lock_path = f"{path}.migrate.lock" if path and path != ":memory:" else None
+            with contextlib.ExitStack() as stack:
+                if lock_path:
+                    handle = stack.enter_context(open(lock_path, "w"))
+                    fcntl.flock(handle, fcntl.LOCK_EX)
+                connection = stack.enter_context(self.engine.connect())
+                yield connection
+            return
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            connection.commit()
+            try:
+                yield connection
+            finally:
+                connection.rollback()
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                   {"key": MIGRATION_LOCK_KEY})
+                connection.commit()
 
     def record_predictions(self, rows: list[dict]) -> None:
         now = _now()

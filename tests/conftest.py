@@ -17,6 +17,14 @@ from smart_support import create_app
 # Every app built by a test keeps its database out of the repository; tests that need a
 # private database pass their own data_dir.
 os.environ["SMART_SUPPORT_DATA_DIR"] = tempfile.mkdtemp(prefix="smart-support-tests-")
+# Storm detection loads a second encoder (the packaged MiniLM) into every app; the tests that
+# exercise it turn it on themselves.
+os.environ.setdefault("SMART_SUPPORT_STORM_ENABLED", "false")
+
+POSTGRES_ENV = "SMART_SUPPORT_TEST_POSTGRES_URL"
+POSTGRES_HINT = (f"PostgreSQL tests are off: set {POSTGRES_ENV}="
+                 "postgresql+psycopg://postgres@127.0.0.1:5432/test (a server you may create "
+                 "and drop schemas in) to run them; .ci/run does")
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 CATEGORY_WORDS = {
@@ -127,3 +135,45 @@ def client(app):
 @pytest.fixture
 def runner():
     return CliRunner()
+
+
+def _postgres_base_url() -> str:
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(POSTGRES_HINT)
+    from sqlalchemy import create_engine, text
+
+    try:
+        engine = create_engine(url)
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any driver error means "not reachable"
+        pytest.skip(f"{POSTGRES_ENV} is set but PostgreSQL is not reachable "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0]})")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A private, empty database per test: a SQLite file, or a fresh PostgreSQL schema that
+    the test creates and drops (the server itself is never touched otherwise)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'desk.db'}"
+        return
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    base = _postgres_base_url()
+    schema = f"smart_support_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -74,7 +74,7 @@ def receiver():
 
 def outbox_for(tmp_path, url, **kw):
     storage = Storage(database_url(tmp_path, ""))
-    storage.create_schema()
+    storage.migrate()
     options = dict(max_pending=10_000, max_attempts=5, backoff_base=0.01, backoff_cap=0.05,
                    lease=2.0)
     options.update(kw)

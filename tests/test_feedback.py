@@ -129,5 +129,5 @@ def test_drift_with_no_traffic_says_so(runner, trained_model_dir, tmp_path, monk
 def test_default_database_lives_in_the_data_dir(tmp_path):
     url = database_url(tmp_path / "var", "")
     assert url.endswith("var/smart_support.db")
-    Storage(url).create_schema()
-    Storage(url).create_schema()  # idempotent, as when several workers start together
+    Storage(url).migrate()
+    Storage(url).migrate()  # idempotent, as when several workers start together

@@ -4,6 +4,7 @@ expires and another worker, or its replacement, delivers the row). Delivery is a
 every alert carries a stable id for receivers to de-duplicate on."""
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import uuid
@@ -15,6 +16,7 @@ from smart_support.alerts.payload import alert_body, parse_target
 from smart_support.storage import Storage, alerts
 
 PENDING, DELIVERING, DELIVERED, DEAD = "pending", "delivering", "delivered", "dead"
+SUPPRESSED = "suppressed"  # replaced by an incident alert before it went out
 
 
 class OutboxFull(Exception):
@@ -47,28 +49,58 @@ class Outbox:
                    settings.alert_max_attempts, settings.alert_backoff_seconds,
                    settings.alert_backoff_cap_seconds, settings.alert_lease_seconds)
 
-    def pending_count(self) -> int:
+    def pending_count(self, connection=None) -> int:
         query = select(func.count()).select_from(alerts).where(
             alerts.c.status.in_((PENDING, DELIVERING)))
-        with self.storage.engine.connect() as connection:
-            return int(connection.execute(query).scalar_one())
+        with self._connection(connection) as conn:
+            return int(conn.execute(query).scalar_one())
 
     @property
     def full(self) -> bool:
         return self.pending_count() >= self.max_pending
 
-    def enqueue(self, alert: dict) -> str:
-        """Record one alert for every receiver, durably, before the caller answers."""
-        if self.full:
+    def enqueue(self, alert: dict, connection=None) -> str:
+        """Record one alert for every receiver, durably, before the caller answers; inside
+        the caller's transaction when `connection` is given."""
+        if self.pending_count(connection) >= self.max_pending:
             raise OutboxFull(f"{self.max_pending} alerts are waiting for delivery")
         alert = {"id": alert.get("id") or uuid.uuid4().hex, **alert}
         now = _now()
         rows = [{"alert_id": alert["id"], "url": url, "format": fmt,
                  "body": json.dumps(alert_body(alert, fmt)), "status": PENDING, "attempts": 0,
                  "next_attempt_at": now, "created_at": now} for fmt, url in self.targets]
-        with self.storage.engine.begin() as connection:
+        if connection is not None:
             connection.execute(insert(alerts), rows)
+        else:
+            with self.storage.engine.begin() as conn:
+                conn.execute(insert(alerts), rows)
         return alert["id"]
+
+    def record(self, alert: dict, connection=None) -> dict:
+        """Enqueue, and say what happened: {"id", "status": "queued"}, or "not_recorded" with
+        the reason when the outbox is full (never a silent drop). A storage error propagates:
+        inside a caller's transaction it must undo the whole request."""
+        from smart_support.metrics import ALERTS
+
+        try:
+            ref = {"id": self.enqueue(alert, connection), "status": "queued"}
+        except OutboxFull as exc:
+            ALERTS.labels("not_recorded").inc()
+            return {"id": None, "status": "not_recorded", "reason": str(exc)}
+        ALERTS.labels("queued").inc()
+        return ref
+
+    def suppress(self, alert_ids: list[str], connection) -> int:
+        """Withdraw alerts that have not started going out (an incident alert replaces them)."""
+        if not alert_ids:
+            return 0
+        return connection.execute(
+            update(alerts).where(alerts.c.alert_id.in_(alert_ids), alerts.c.status == PENDING)
+            .values(status=SUPPRESSED, lease_until=None)).rowcount
+
+    def _connection(self, connection):
+        return contextlib.nullcontext(connection) if connection is not None \
+            else self.storage.engine.connect()
 
     def claim(self) -> dict | None:
         """Take one due row (or one whose lease expired) for delivery, or None."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 
 PREVIEW_CHARS = 200
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
@@ -31,11 +32,38 @@ def parse_target(entry: str) -> tuple[str, str]:
     return "generic", entry
 
 
+def _stamp() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def ticket_alert(ticket_id: str | None, subject: str, description: str, result,
+                 model_version: str | None) -> dict:
+    """An urgent ticket's alert; `result` is the TriageResult."""
+    return {"type": "urgent_ticket", "category": result.category,
+            "urgency": round(result.urgency_score, 4),
+            "confidence": round(result.confidence, 4), "ticket_id": ticket_id,
+            "preview": preview(subject, description), "model_version": model_version,
+            "created_at": _stamp()}
+
+
+def incident_alert(incident_id: int, category: str, ticket_count: int, subject: str,
+                   description: str) -> dict:
+    """One alert for a storm, in place of its tickets' individual alerts."""
+    return {"type": "incident", "incident_id": incident_id, "category": category,
+            "ticket_count": ticket_count, "preview": preview(subject, description),
+            "created_at": _stamp()}
+
+
 def alert_body(alert: dict, fmt: str) -> dict:
-    """The JSON body for one receiver. `alert` holds id, category, urgency, confidence,
-    ticket_id, preview and created_at."""
-    line = (f"Urgent {alert['category']} ticket {alert['ticket_id'] or '(no id)'}: urgency "
-            f"{alert['urgency']:.2f}, confidence {alert['confidence']:.2f} - {alert['preview']}")
+    """The JSON body for one receiver: `alert` is a ticket_alert or an incident_alert with
+    its id added."""
+    if alert.get("type") == "incident":
+        line = (f"Incident #{alert['incident_id']} ({alert['category']}): "
+                f"{alert['ticket_count']} similar tickets within minutes - {alert['preview']}")
+    else:
+        line = (f"Urgent {alert['category']} ticket {alert['ticket_id'] or '(no id)'}: urgency "
+                f"{alert['urgency']:.2f}, confidence {alert['confidence']:.2f} - "
+                f"{alert['preview']}")
     if fmt == "slack":
         return {"text": line, "alert_id": alert["id"]}
     if fmt == "discord":

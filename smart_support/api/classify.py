@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 
 from flask import current_app, g, request
 from flask_smorest import Blueprint, abort
 from sqlalchemy.exc import SQLAlchemyError
 
-from smart_support.alerts.outbox import OutboxFull
-from smart_support.alerts.payload import preview
+from smart_support.alerts.payload import ticket_alert
 from smart_support.api.schemas import (
     BatchRequestSchema, BatchResponseSchema, ClassificationSchema, ExplainQuerySchema,
     TicketSchema,
@@ -23,7 +21,8 @@ blp = Blueprint("classify", __name__, description="Classify support tickets.")
 
 @blp.before_request
 def require_json():
-    if request.method == "POST" and not request.is_json:
+    if request.method in ("POST", "PUT", "PATCH") and request.content_length \
+            and not request.is_json:
         abort(415, message="Content-Type must be application/json.")
 
 
@@ -74,20 +73,15 @@ def raise_alerts(payloads, tickets, results, service) -> list[dict | None]:
         if outbox is None or result.urgency_score <= threshold:
             refs.append(None)
             continue
-        alert = {"category": result.category, "urgency": round(result.urgency_score, 4),
-                 "confidence": round(result.confidence, 4),
-                 "ticket_id": payload.get("ticket_id"),
-                 "preview": preview(ticket.subject, ticket.description),
-                 "model_version": service.model_version,
-                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         try:
-            refs.append({"id": outbox.enqueue(alert), "status": "queued"})
-            ALERTS.labels("queued").inc()
-        except (OutboxFull, SQLAlchemyError) as exc:
-            reason = str(exc) if isinstance(exc, OutboxFull) else "outbox storage unavailable"
-            current_app.logger.error("alert not recorded: %s", reason)
+            refs.append(outbox.record(ticket_alert(payload.get("ticket_id"), ticket.subject,
+                                                   ticket.description, result,
+                                                   service.model_version)))
+        except SQLAlchemyError:
+            current_app.logger.error("alert not recorded: outbox storage unavailable")
             ALERTS.labels("not_recorded").inc()
-            refs.append({"id": None, "status": "not_recorded", "reason": reason})
+            refs.append({"id": None, "status": "not_recorded",
+                         "reason": "outbox storage unavailable"})
     return refs
 
 

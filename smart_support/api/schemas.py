@@ -234,7 +234,7 @@ class AlertRefSchema(Schema):
 
 class AlertListQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(["pending", "delivering", "delivered",
-                                                    "dead"]))
+                                                    "dead", "suppressed"]))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 
 
@@ -257,3 +257,182 @@ class AlertListSchema(Schema):
 class ReplaySchema(Schema):
     alert_id = fields.String(required=True)
     requeued = fields.Integer(required=True)
+
+
+# -- the ticket desk ----------------------------------------------------------------------
+
+PUBLIC_ID = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$", error=(
+    "1 to 200 characters: letters, digits and . _ : - (it appears in URLs), starting with a "
+    "letter or digit."))
+STATUSES = ("queued", "assigned", "resolved")
+
+
+def within_resolution_limit(value: str | None) -> None:
+    within_limit(value, settings().max_resolution_chars)
+
+
+class PageQuerySchema(Schema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1), metadata={
+        "description": "Page size, 1 to SMART_SUPPORT_MAX_PAGE_SIZE (default 500)."})
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10_000_000))
+
+    @validates("limit")
+    def _limit(self, value, **_):
+        if value > settings().max_page_size:
+            raise ValidationError(f"At most {settings().max_page_size}.")
+
+
+class QueueQuerySchema(PageQuerySchema):
+    category = fields.String(validate=validate.Length(min=1, max=100), metadata={
+        "description": "Only tickets of this category."})
+
+
+class NewTicketSchema(TicketTextSchema):
+    ticket_id = fields.String(load_default=None, allow_none=True, validate=PUBLIC_ID, metadata={
+        "description": "Client's id: sending the same id again returns the stored ticket "
+                       "(idempotent); omitted, the server assigns one."})
+    subject = fields.String(load_default="", allow_none=True)
+    description = fields.String(required=True, validate=NOT_BLANK)
+
+
+class NoteSchema(BodySchema):
+    resolution = fields.String(load_default=None, allow_none=True, metadata={
+        "description": "Free text (default limit 2,000 characters)."})
+
+    @validates("resolution")
+    def _resolution(self, value, **_):
+        within_resolution_limit(value)
+
+
+class ClaimSchema(BodySchema):
+    agent_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+
+
+class DeskTicketSchema(Schema):
+    ticket_id = fields.String(required=True)
+    subject = fields.String(required=True)
+    description = fields.String(required=True)
+    category = fields.String(required=True)
+    urgency_score = fields.Float(required=True)
+    confidence = fields.Float(required=True)
+    model_category = fields.String(required=True)
+    override = fields.Nested(OverrideSchema, allow_none=True)
+    needs_review = fields.Boolean(required=True)
+    model = fields.String(required=True)
+    model_version = fields.String(allow_none=True)
+    status = fields.String(required=True, metadata={"description": "queued, assigned or "
+                                                                   "resolved."})
+    agent_id = fields.Integer(allow_none=True)
+    incident_id = fields.Integer(allow_none=True, metadata={
+        "description": "The storm incident this ticket belongs to; its own alert is then "
+                       "replaced by the incident's."})
+    alert_id = fields.String(allow_none=True)
+    requeues = fields.Integer(required=True)
+    resolution = fields.String(allow_none=True)
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+    assigned_at = fields.DateTime(allow_none=True)
+    resolved_at = fields.DateTime(allow_none=True)
+    alert = fields.Nested(AlertRefSchema, allow_none=True, metadata={
+        "description": "On creation only: the urgent-ticket alert recorded for it, if any."})
+
+
+class QueueSchema(Schema):
+    tickets = fields.List(fields.Nested(DeskTicketSchema), required=True)
+    total = fields.Integer(required=True, metadata={"description": "Waiting tickets in all."})
+    limit = fields.Integer(required=True)
+    offset = fields.Integer(required=True)
+
+
+def _skill_levels():
+    return fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=100)),
+                       values=fields.Float(validate=validate.Range(min=0.0, max=1.0)),
+                       metadata={"description": "Skill in [0, 1] per category (a model label); "
+                                                "0 or absent: never gets that category."})
+
+
+class AgentSchema(BodySchema):
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=200), NOT_BLANK])
+    skills = _skill_levels()
+    capacity = fields.Integer(required=True, strict=True, validate=validate.Range(min=0),
+                              metadata={"description": "Most open tickets at once, 0 to "
+                                                       "SMART_SUPPORT_MAX_AGENT_CAPACITY "
+                                                       "(default 1,000)."})
+    active = fields.Boolean(load_default=True)
+
+    @validates("capacity")
+    def _capacity(self, value, **_):
+        if value > settings().max_agent_capacity:
+            raise ValidationError(f"At most {settings().max_agent_capacity}.")
+
+    @validates("skills")
+    def _skills(self, value, **_):
+        artifacts = current_app.extensions["smart_support"].artifacts
+        if artifacts is None:  # no model loaded: nothing to check against
+            return
+        unknown = sorted(set(value or {}) - set(artifacts.labels))
+        labels = artifacts.labels
+        if unknown:
+            raise ValidationError(f"Unknown categories {unknown}; the model's are {labels}.")
+
+
+class AgentPatchSchema(AgentSchema):
+    """Any subset of an agent's fields."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, partial=True, **kwargs)
+
+    @validates_schema
+    def _not_empty(self, data, **_):
+        if not data:
+            raise ValidationError("Send at least one of name, skills, capacity, active.",
+                                  "_schema")
+
+
+class AgentRecordSchema(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    skills = fields.Dict(keys=fields.String(), values=fields.Float(), required=True)
+    capacity = fields.Integer(required=True)
+    active = fields.Boolean(required=True)
+    load = fields.Integer(required=True, metadata={"description": "Open tickets now."})
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+
+
+class AgentListQuerySchema(PageQuerySchema):
+    active = fields.Boolean()
+
+
+class AgentListSchema(Schema):
+    agents = fields.List(fields.Nested(AgentRecordSchema), required=True)
+    total = fields.Integer(required=True)
+    limit = fields.Integer(required=True)
+    offset = fields.Integer(required=True)
+
+
+class IncidentSchema(Schema):
+    id = fields.Integer(required=True)
+    status = fields.String(required=True, metadata={"description": "open or resolved."})
+    title = fields.String(required=True, metadata={"description": "Masked preview of the "
+                                                                  "report that opened it."})
+    category = fields.String(required=True)
+    ticket_count = fields.Integer(required=True)
+    alert_id = fields.String(allow_none=True)
+    created_at = fields.DateTime(required=True)
+    last_ticket_at = fields.DateTime(required=True)
+    resolved_at = fields.DateTime(allow_none=True)
+    resolution = fields.String(allow_none=True)
+    ticket_ids = fields.List(fields.String(), metadata={
+        "description": "On GET /incidents/{id}: its tickets, oldest first (up to 1,000)."})
+
+
+class IncidentListQuerySchema(PageQuerySchema):
+    status = fields.String(validate=validate.OneOf(["open", "resolved"]))
+
+
+class IncidentListSchema(Schema):
+    incidents = fields.List(fields.Nested(IncidentSchema), required=True)
+    total = fields.Integer(required=True)
+    limit = fields.Integer(required=True)
+    offset = fields.Integer(required=True)

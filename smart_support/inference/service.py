@@ -91,6 +91,11 @@ class TriageService:
         log.info("model %s loaded from %s in %.2f s", artifacts.version, artifacts.model_dir,
                  time.perf_counter() - started)
 
+    def refuse(self, reason: str, path: str | None = None) -> None:
+        """Another artifact the service depends on is missing or broken: not ready."""
+        self.not_ready = NotReady(reason, path)
+        log.error("not ready: %s", reason)
+
     @property
     def ready(self) -> bool:
         return self.not_ready is None

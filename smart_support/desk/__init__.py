@@ -1,0 +1,1 @@
+"""The ticket desk: durable queue, storm incidents and skill-based assignment (no Flask)."""

@@ -1,0 +1,123 @@
+"""Storm detection: many people reporting one incident in their own words, within minutes.
+
+Pure numpy, no database and no Flask. Each new ticket's embedding (unit length, so cosine is
+a dot product) is compared with the recent window:
+- it joins an open incident when it is similar enough to the incident's centroid (the mean of
+  its tickets, which sits closer to each report than two reports sit to each other);
+- otherwise, when more than `storm_count` tickets in the window (itself included) are similar
+  to it and not yet in an incident, they open a new incident together.
+The default threshold was chosen by measurement (bench/storms.py, README "Storm detection").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StormPolicy:
+    similarity: float  # cosine at or above which two tickets report the same thing
+    storm_count: int  # an incident opens when MORE than this many similar tickets arrive...
+    window_seconds: float  # ...within this many seconds
+
+
+@dataclass
+class Decision:
+    join_incident: int | None = None  # the open incident this ticket belongs to
+    open_with: list[int] = field(default_factory=list)  # window ticket ids for a new incident
+    centroid: np.ndarray | None = None  # of the new incident: its members and the new ticket
+    similarity: float = 0.0  # best similarity that led to the decision
+
+    @property
+    def opens_incident(self) -> bool:
+        return bool(self.open_with)
+
+
+class Window:
+    """The recent tickets' ids, arrival times and embeddings, oldest first; grows in blocks
+    so that adding a ticket is amortised O(dimension)."""
+
+    def __init__(self, dimension: int, capacity: int = 1024):
+        self.ids = np.zeros(capacity, dtype=np.int64)
+        self.times = np.zeros(capacity, dtype=np.float64)
+        self.vectors = np.zeros((capacity, dimension), dtype=np.float32)
+        self.start = 0
+        self.end = 0
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    @property
+    def last_id(self) -> int:
+        return int(self.ids[self.end - 1]) if len(self) else 0
+
+    def add(self, ticket_id: int, at: float, vector: np.ndarray) -> None:
+        if self.end == len(self.ids):
+            self._make_room()
+        self.ids[self.end], self.times[self.end] = ticket_id, at
+        self.vectors[self.end] = vector
+        self.end += 1
+
+    def evict_before(self, oldest: float) -> None:
+        live = self.times[self.start:self.end]
+        self.start += int(np.searchsorted(live, oldest, side="left"))
+
+    def similarities(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, cosine) of every ticket in the window."""
+        return (self.ids[self.start:self.end],
+                self.vectors[self.start:self.end] @ vector)
+
+    def _make_room(self) -> None:
+        size = len(self)
+        if size * 2 > len(self.ids):  # mostly live: grow
+            capacity = len(self.ids) * 2
+            ids, times = np.zeros(capacity, np.int64), np.zeros(capacity, np.float64)
+            vectors = np.zeros((capacity, self.vectors.shape[1]), np.float32)
+        else:  # mostly evicted: compact in place
+            ids, times, vectors = self.ids, self.times, self.vectors
+        ids[:size] = self.ids[self.start:self.end]
+        times[:size] = self.times[self.start:self.end]
+        vectors[:size] = self.vectors[self.start:self.end]
+        self.ids, self.times, self.vectors = ids, times, vectors
+        self.start, self.end = 0, size
+
+
+def decide(vector: np.ndarray, window: Window, linked: set[int],
+           incidents: dict[int, np.ndarray], policy: StormPolicy) -> Decision:
+    """What to do with a new ticket whose embedding is `vector`. `linked` holds the ids of
+    window tickets already in an incident; `incidents` maps open incidents to centroids."""
+    if incidents:
+        ids = list(incidents)
+        scores = np.stack([incidents[i] for i in ids]) @ vector
+        best = int(np.argmax(scores))
+        if scores[best] >= policy.similarity:
+            return Decision(join_incident=ids[best], similarity=float(scores[best]))
+    window_ids, scores = window.similarities(vector)
+    free = np.fromiter((int(i) not in linked for i in window_ids), dtype=bool,
+                       count=len(window_ids)) if linked else np.ones(len(window_ids), bool)
+    close = (scores >= policy.similarity) & free
+    if int(close.sum()) + 1 > policy.storm_count:
+        members = window.vectors[window.start:window.end][close]
+        return Decision(open_with=[int(i) for i in window_ids[close]],
+                        centroid=centroid(np.vstack([members, vector[None, :]])),
+                        similarity=float(scores[close].min()))
+    return Decision()
+
+
+def joined(incident_centroid: np.ndarray, ticket_count: int, vector: np.ndarray) -> np.ndarray:
+    """The centroid after one more ticket joins (the running mean's direction)."""
+    return centroid(np.vstack([incident_centroid * ticket_count, vector[None, :]]))
+
+
+def centroid(vectors: np.ndarray) -> np.ndarray:
+    mean = vectors.sum(axis=0)
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
+
+def to_bytes(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=np.float32).tobytes()
+
+
+def from_bytes(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.float32)
