@@ -72,7 +72,7 @@ class Settings:
     max_resolution_chars: int = 2_000
     storm_enabled: bool = True
     storm_encoder: str = ""
-    storm_similarity: float = 0.6
+    storm_similarity: float = 0.65
     storm_count: int = 10
     storm_window_seconds: float = 300.0
     storm_window_max: int = 20_000

@@ -10,9 +10,19 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 OPERATIONS = [("POST", "/classify"), ("POST", "/classify/batch"), ("GET", "/health"),
               ("GET", "/ready"), ("GET", "/metrics"), ("POST", "/feedback"), ("GET", "/feedback"),
-              ("GET", "/alerts"), ("POST", "/alerts/{alert_id}/replay")]
+              ("GET", "/alerts"), ("POST", "/alerts/{alert_id}/replay"),
+              ("POST", "/tickets"), ("GET", "/tickets/{ticket_id}"),
+              ("POST", "/tickets/{ticket_id}/resolve"), ("POST", "/tickets/{ticket_id}/requeue"),
+              ("GET", "/queue"), ("POST", "/queue/claim"), ("POST", "/agents"),
+              ("GET", "/agents"), ("GET", "/agents/{agent_id}"), ("PATCH", "/agents/{agent_id}"),
+              ("GET", "/incidents"), ("GET", "/incidents/{incident_id}"),
+              ("POST", "/incidents/{incident_id}/resolve")]
 WITH_INPUT = {("POST", "/classify"), ("POST", "/classify/batch"), ("POST", "/feedback"),
-              ("GET", "/feedback"), ("GET", "/alerts")}
+              ("GET", "/feedback"), ("GET", "/alerts"), ("POST", "/tickets"),
+              ("POST", "/tickets/{ticket_id}/resolve"), ("POST", "/tickets/{ticket_id}/requeue"),
+              ("GET", "/queue"), ("POST", "/queue/claim"), ("POST", "/agents"),
+              ("GET", "/agents"), ("PATCH", "/agents/{agent_id}"), ("GET", "/incidents"),
+              ("POST", "/incidents/{incident_id}/resolve")}
 
 
 @pytest.fixture(scope="module")

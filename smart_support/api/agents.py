@@ -35,7 +35,7 @@ def list_agents(query):
         return desk().agent_list(query["limit"], query["offset"], query.get("active"))
 
 
-@blp.route("/agents/<int:agent_id>", methods=["GET"])
+@blp.route("/agents/<int(max=2147483647):agent_id>", methods=["GET"])
 @blp.response(200, AgentRecordSchema)
 @blp.alt_response(404, description="No such agent.")
 def get_agent(agent_id):
@@ -44,7 +44,7 @@ def get_agent(agent_id):
         return desk().agent(agent_id)
 
 
-@blp.route("/agents/<int:agent_id>", methods=["PATCH"])
+@blp.route("/agents/<int(max=2147483647):agent_id>", methods=["PATCH"])
 @blp.arguments(AgentPatchSchema)
 @blp.response(200, AgentRecordSchema)
 @blp.alt_response(404, description="No such agent.")

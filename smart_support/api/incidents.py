@@ -23,7 +23,7 @@ def list_incidents(query):
         return desk().incident_list(query["limit"], query["offset"], query.get("status"))
 
 
-@blp.route("/incidents/<int:incident_id>", methods=["GET"])
+@blp.route("/incidents/<int(max=2147483647):incident_id>", methods=["GET"])
 @blp.response(200, IncidentSchema)
 @blp.alt_response(404, description="No such incident.")
 def get_incident(incident_id):
@@ -32,7 +32,7 @@ def get_incident(incident_id):
         return desk().incident(incident_id)
 
 
-@blp.route("/incidents/<int:incident_id>/resolve", methods=["POST"])
+@blp.route("/incidents/<int(max=2147483647):incident_id>/resolve", methods=["POST"])
 @blp.arguments(NoteSchema)
 @blp.response(200, IncidentSchema)
 @blp.alt_response(404, description="No such incident.")

@@ -171,6 +171,31 @@ def document_limits(spec, limits, labels: list[str] | None) -> None:
     feedback["anyOf"] = [{"required": ["description"]}, {"required": ["ticket_id"]}]
     if labels:
         feedback["properties"]["category"]["enum"] = list(labels)
+    _document_desk_limits(spec, limits, labels)
+
+
+def _document_desk_limits(spec, limits, labels) -> None:
+    schemas = spec.components.schemas
+    ticket = schemas["NewTicket"]["properties"]
+    ticket["description"].update(minLength=1, maxLength=limits.max_description_chars)
+    ticket["subject"]["maxLength"] = limits.max_subject_chars
+    schemas["Note"]["properties"]["resolution"]["maxLength"] = limits.max_resolution_chars
+    schemas["AgentPatch"]["minProperties"] = 1
+    for name in ("Agent", "AgentPatch"):
+        agent = schemas[name]["properties"]
+        agent["capacity"]["maximum"] = limits.max_agent_capacity
+        if labels:  # OpenAPI 3.0 has no propertyNames: one property per label instead
+            level = agent["skills"].pop("additionalProperties", {"type": "number"})
+            agent["skills"].update(properties={label: dict(level) for label in labels},
+                                   additionalProperties=False)
+    for operations in spec._paths.values():  # apispec keeps no public accessor for paths
+        for operation in operations.values():
+            if not isinstance(operation, dict):  # path-level "parameters" list
+                continue
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "query" and parameter.get("name") == "limit" \
+                        and "maximum" not in parameter.get("schema", {}):
+                    parameter["schema"]["maximum"] = limits.max_page_size
 
 
 class FeedbackSchema(TicketTextSchema):
@@ -264,7 +289,7 @@ class ReplaySchema(Schema):
 PUBLIC_ID = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$", error=(
     "1 to 200 characters: letters, digits and . _ : - (it appears in URLs), starting with a "
     "letter or digit."))
-STATUSES = ("queued", "assigned", "resolved")
+MAX_ID = 2**31 - 1  # database INTEGER; path converters carry the same bound
 
 
 def within_resolution_limit(value: str | None) -> None:
@@ -305,7 +330,8 @@ class NoteSchema(BodySchema):
 
 
 class ClaimSchema(BodySchema):
-    agent_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    agent_id = fields.Integer(required=True, strict=True,
+                              validate=validate.Range(min=1, max=MAX_ID))
 
 
 class DeskTicketSchema(Schema):
