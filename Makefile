@@ -77,3 +77,9 @@ FAULTS_ARGS ?=
 .PHONY: faults
 faults:
 	$(BIN)/python bench/faults/run.py $(FAULTS_ARGS)
+
+# `make storms`: storm detection measured (quiet traffic vs storms, threshold sweep, speed).
+# About 2 minutes; writes bench/results/storms.{md,json}. See README, "Storm detection".
+.PHONY: storms
+storms: install
+	$(BIN)/python bench/storms.py

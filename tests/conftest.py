@@ -177,3 +177,20 @@ def database_url(request, tmp_path):
         with admin.connect() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def make_desk_app(trained_model_dir, database_url):
+    """Apps on this test's private database; every engine is closed at the end (PostgreSQL
+    keeps a connection per pooled slot otherwise)."""
+    made = []
+
+    def make(**settings):
+        app = create_app({"model_dir": trained_model_dir, "database_url": database_url,
+                          "TESTING": True, **settings})
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.extensions["smart_support_storage"].engine.dispose()

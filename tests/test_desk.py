@@ -12,23 +12,6 @@ JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
-def make_desk_app(trained_model_dir, database_url):
-    """Apps on this test's private database; every engine is closed at the end (PostgreSQL
-    keeps a connection per pooled slot otherwise)."""
-    made = []
-
-    def make(**settings):
-        app = create_app({"model_dir": trained_model_dir, "database_url": database_url,
-                          "TESTING": True, **settings})
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        app.extensions["smart_support_storage"].engine.dispose()
-
-
-@pytest.fixture
 def desk_client(make_desk_app):
     return make_desk_app().test_client()
 

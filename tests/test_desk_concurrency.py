@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from smart_support import create_app
 from smart_support.storage import agents, tickets
 
 CROWD = 50
@@ -32,11 +31,8 @@ def at_once(count: int, work):
 
 
 @pytest.fixture
-def desk_app(trained_model_dir, database_url):
-    app = create_app({"model_dir": trained_model_dir, "database_url": database_url,
-                      "TESTING": True, "auto_assign": False})
-    yield app
-    app.extensions["smart_support_storage"].engine.dispose()
+def desk_app(make_desk_app):
+    return make_desk_app(auto_assign=False)
 
 
 def count_rows(app, table, *where) -> int:

@@ -50,22 +50,17 @@ class Clock:
 
 
 @pytest.fixture
-def make_storm_app(trained_model_dir, database_url):
-    made = []
-
+def make_storm_app(make_desk_app):
     def make(**settings):
-        app = create_app({"model_dir": trained_model_dir, "database_url": database_url,
-                          "TESTING": True, "storm_enabled": True, "auto_assign": False,
-                          # every ticket is urgent; alerts stay in the outbox to be inspected
-                          "alert_threshold": 0.0, "webhook_urls": ("http://127.0.0.1:9/hook",),
-                          "alert_dispatcher": False, **settings})
+        app = make_desk_app(**{"storm_enabled": True, "auto_assign": False,
+                               # every ticket is urgent; alerts stay in the outbox to inspect
+                               "alert_threshold": 0.0,
+                               "webhook_urls": ("http://127.0.0.1:9/hook",),
+                               "alert_dispatcher": False, **settings})
         app.extensions["smart_support_desk"].clock = Clock()
-        made.append(app)
         return app
 
-    yield make
-    for app in made:
-        app.extensions["smart_support_storage"].engine.dispose()
+    return make
 
 
 @pytest.fixture

@@ -363,11 +363,14 @@ class DeskTicketSchema(Schema):
         "description": "On creation only: the urgent-ticket alert recorded for it, if any."})
 
 
-class QueueSchema(Schema):
-    tickets = fields.List(fields.Nested(DeskTicketSchema), required=True)
-    total = fields.Integer(required=True, metadata={"description": "Waiting tickets in all."})
+class PageSchema(Schema):
+    total = fields.Integer(required=True, metadata={"description": "Matching items in all."})
     limit = fields.Integer(required=True)
     offset = fields.Integer(required=True)
+
+
+class QueueSchema(PageSchema):
+    tickets = fields.List(fields.Nested(DeskTicketSchema), required=True)
 
 
 def _skill_levels():
@@ -430,11 +433,8 @@ class AgentListQuerySchema(PageQuerySchema):
     active = fields.Boolean()
 
 
-class AgentListSchema(Schema):
+class AgentListSchema(PageSchema):
     agents = fields.List(fields.Nested(AgentRecordSchema), required=True)
-    total = fields.Integer(required=True)
-    limit = fields.Integer(required=True)
-    offset = fields.Integer(required=True)
 
 
 class IncidentSchema(Schema):
@@ -457,8 +457,5 @@ class IncidentListQuerySchema(PageQuerySchema):
     status = fields.String(validate=validate.OneOf(["open", "resolved"]))
 
 
-class IncidentListSchema(Schema):
+class IncidentListSchema(PageSchema):
     incidents = fields.List(fields.Nested(IncidentSchema), required=True)
-    total = fields.Integer(required=True)
-    limit = fields.Integer(required=True)
-    offset = fields.Integer(required=True)
