@@ -156,16 +156,20 @@ def test_concurrent_start_ups_migrate_a_fresh_database_once(database_url):
     workers = 4
     barrier = threading.Barrier(workers)
     errors: list[BaseException] = []
+    # Should the migration lock ever break, racing start-ups block on each other's DDL; a lock
+    # timeout turns that into a failure here instead of a hung suite (SQLite's own is 30 s).
+    url = f"{database_url}%20-clock_timeout%3D20s" if "options=" in database_url \
+        else database_url
 
     def start_up():
         try:
-            with storage(database_url) as store:
+            with storage(url) as store:
                 barrier.wait(timeout=30)
                 store.migrate()
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
-    threads = [threading.Thread(target=start_up) for _ in range(workers)]
+    threads = [threading.Thread(target=start_up, daemon=True) for _ in range(workers)]
     for thread in threads:
         thread.start()
     for thread in threads:

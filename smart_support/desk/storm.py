@@ -39,6 +39,7 @@ class Window:
     so that adding a ticket is amortised O(dimension)."""
 
     def __init__(self, dimension: int, capacity: int = 1024):
+        capacity = max(1, capacity)
         self.ids = np.zeros(capacity, dtype=np.int64)
         self.times = np.zeros(capacity, dtype=np.float64)
         self.vectors = np.zeros((capacity, dimension), dtype=np.float32)
