@@ -27,7 +27,7 @@ def main() -> None:
             for line in (ROOT / f"data/{name}.jsonl").read_text().splitlines() if line.strip()]
     data_dir = tempfile.mkdtemp(prefix="desk-bench-")
     app = create_app({"model_dir": ROOT / "models", "data_dir": Path(data_dir),
-                      "storm_enabled": True, "storm_similarity": 0.99, "torch_threads": 2})
+                      "storm_enabled": True, "torch_threads": 2})
     desk = app.extensions["smart_support_desk"]
     frozen = desk.clock()
     desk.clock = lambda: frozen

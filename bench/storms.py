@@ -4,8 +4,11 @@
     make storms                                 # the same
 
 Streams tickets through the detector that the desk runs (smart_support.desk.storm.decide with
-the packaged all-MiniLM-L6-v2, int8 as served and fp32 for comparison), for a sweep of cosine
-thresholds:
+the packaged all-MiniLM-L6-v2, int8 as served; --fp32 adds fp32), for two detectors: "count"
+(more than 10 tickets above a cosine within 5 minutes) and "lift" (the same count, and the
+topic at least N times more frequent in the last 5 minutes than in the hours before; near-
+copies at cosine >= 0.65 count alone), over a sweep of thresholds. Every window has the rest
+of the quiet tickets as its history (hours older):
   * quiet traffic: the 2,118 tickets of data/train.jsonl and data/test.jsonl (7 writers, in
     random order), cut into windows of 300 tickets, each inside ONE 5-minute window (300
     tickets in 5 minutes is ~86,000 a day: far denser than a real desk); and, as an extreme,
@@ -16,7 +19,7 @@ thresholds:
     deliberately different vocabulary). Each storm is mixed into 300 random quiet tickets;
     caught = an incident opens, recall = the share of the storm's reports linked to it,
     wrong links = quiet tickets pulled into it.
-The threshold is chosen on the first half of each storm file (tuning) and reported on the
+The detector is chosen on the first half of each storm file (tuning) and reported on the
 second half (held out). The outside-author file (../shared/eval/dev_tickets.jsonl, 240 tickets
 in one window) is only reported as quiet traffic, never used to choose. Speed: one decision
 against windows of 1,000 to 20,000 tickets.
@@ -43,24 +46,39 @@ from smart_support.inference.embedder import Embedder  # noqa: E402
 from smart_support.inference.predictor import Ticket  # noqa: E402
 
 THRESHOLDS = [round(0.40 + 0.05 * i, 2) for i in range(10)]  # 0.40 .. 0.85
+LIFT_THRESHOLDS = [0.35, 0.40, 0.45, 0.50]
+LIFTS = [3.0, 5.0]
+JOINS = [None, 0.50, 0.55]  # None: join at the counting similarity
+COPY_SIMILARITY = 0.65
 STORM_COUNT = 10
 MIX = 300
+NOW = 1e6  # stream tickets arrive "now"; history sits hours earlier
 
 
 def read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def stream(vectors: np.ndarray, policy: StormPolicy) -> list[int | None]:
-    """Feed tickets in order through the desk's decision (all inside one window); returns
-    the incident of each ticket (None: not linked)."""
+def policy_for(detector: dict) -> StormPolicy:
+    if detector["kind"] == "count":
+        return StormPolicy(detector["similarity"], STORM_COUNT, 300)
+    return StormPolicy(detector["similarity"], STORM_COUNT, 300, min_lift=detector["lift"],
+                       copy_similarity=COPY_SIMILARITY, join_similarity=detector["join"])
+
+
+def stream(vectors: np.ndarray, policy: StormPolicy,
+           history: np.ndarray | None = None) -> list[int | None]:
+    """Feed tickets in order through the desk's decision, all within one 5-minute window,
+    after `history` (hours old); returns the incident of each ticket (None: not linked)."""
     window = Window(vectors.shape[1])
+    for k, vector in enumerate(history if history is not None else []):
+        window.add(-(k + 1), 0.0, vector)
     incident_of: list[int | None] = []
     centroids: dict[int, np.ndarray] = {}
     counts: dict[int, int] = {}
     for i, vector in enumerate(vectors):
         linked = {j for j, inc in enumerate(incident_of) if inc is not None}
-        decision = decide(vector, window, linked, centroids, policy)
+        decision = decide(vector, window, linked, centroids, policy, NOW)
         if decision.join_incident is not None:
             inc = decision.join_incident
             centroids[inc] = joined(centroids[inc], counts[inc], vector)
@@ -70,43 +88,51 @@ def stream(vectors: np.ndarray, policy: StormPolicy) -> list[int | None]:
             inc = len(centroids)
             centroids[inc], counts[inc] = decision.centroid, len(decision.open_with) + 1
             for j in decision.open_with:
-                incident_of[j] = inc
+                if j >= 0:  # history tickets are hours old: never members
+                    incident_of[j] = inc
             incident_of.append(inc)
         else:
             incident_of.append(None)
-        window.add(i, 0.0, vector)
+        window.add(i, NOW, vector)
     return incident_of
 
 
-def quiet_run(vectors: np.ndarray, threshold: float) -> dict:
-    incident_of = stream(vectors, StormPolicy(threshold, STORM_COUNT, 300))
+def quiet_run(vectors: np.ndarray, policy: StormPolicy, history=None) -> dict:
+    incident_of = stream(vectors, policy, history)
     linked = [i for i in incident_of if i is not None]
     return {"incidents": len(set(linked)), "tickets_linked": len(linked)}
 
 
-def quiet_windows(vectors: np.ndarray, threshold: float, size: int = MIX) -> dict:
-    runs = [quiet_run(vectors[i:i + size], threshold)
-            for i in range(0, len(vectors) - size + 1, size)]
+def quiet_windows(vectors: np.ndarray, policy: StormPolicy, size: int = MIX) -> dict:
+    """Each 300-ticket slice in one window, the rest of the tickets as its history."""
+    runs = []
+    for i in range(0, len(vectors) - size + 1, size):
+        history = np.concatenate([vectors[:i], vectors[i + size:]])
+        runs.append(quiet_run(vectors[i:i + size], policy, history))
     return {"windows": len(runs), "windows_with_incident": sum(r["incidents"] > 0 for r in runs),
             "incidents": sum(r["incidents"] for r in runs),
             "tickets_linked": sum(r["tickets_linked"] for r in runs)}
 
 
-def storm_run(quiet: np.ndarray, storm: np.ndarray, threshold: float, rng) -> dict:
-    """`storm` reports arrive among the last part of `MIX` quiet tickets."""
+def storm_run(quiet: np.ndarray, storm: np.ndarray, policy: StormPolicy, rng) -> dict:
+    """`storm` reports arrive among the last part of `MIX` quiet tickets; the other quiet
+    tickets are the history."""
     picks = rng.sample(range(len(quiet)), MIX)
+    chosen = set(picks)
+    history = quiet[[i for i in range(len(quiet)) if i not in chosen]]
     order = [("q", i) for i in picks]
     slots = sorted(rng.sample(range(MIX // 2, MIX + len(storm)), len(storm)))
     for k, slot in enumerate(slots):
         order.insert(slot, ("s", k))
     vectors = np.stack([quiet[i] if kind == "q" else storm[i] for kind, i in order])
-    incident_of = stream(vectors, StormPolicy(threshold, STORM_COUNT, 300))
+    incident_of = stream(vectors, policy, history)
     storm_incidents = [incident_of[n] for n, (kind, _) in enumerate(order) if kind == "s"]
     counted = [i for i in storm_incidents if i is not None]
     main = max(set(counted), key=counted.count) if counted else None
     return {
         "caught": main is not None,
         "recall": counted.count(main) / len(storm) if main is not None else 0.0,
+        "linked": counted.count(main) if main is not None else 0,
         "wrong_links": sum(1 for n, (kind, _) in enumerate(order)
                            if kind == "q" and incident_of[n] is not None),
         "incidents": len(set(i for i in incident_of if i is not None)),
@@ -180,43 +206,74 @@ def main() -> None:
                                             for n, v in group.items()}
                                  for set_name, group in storms.items()},
                     "sweep": {}}
-        for threshold in THRESHOLDS:
-            row = {"quiet_300": quiet_windows(quiet, threshold),
-                   "quiet_all": quiet_run(quiet, threshold),
-                   "dev_quiet": quiet_run(dev, threshold) if dev is not None else None}
+        detectors = ([{"kind": "count", "similarity": t} for t in THRESHOLDS] +
+                     [{"kind": "lift", "similarity": t, "lift": lift, "join": join}
+                      for t in LIFT_THRESHOLDS for lift in LIFTS for join in JOINS
+                      if join is None or join > t])
+        for detector in detectors:
+            policy = policy_for(detector)
+            row = {"detector": detector, "quiet_300": quiet_windows(quiet, policy),
+                   "quiet_all": quiet_run(quiet, policy),
+                   "dev_quiet": quiet_run(dev, policy, quiet) if dev is not None else None}
             for set_name, group in storms.items():
-                runs = {n: storm_run(quiet, v, threshold, random.Random(args.seed))
+                runs = {n: storm_run(quiet, v, policy, random.Random(args.seed))
                         for n, v in group.items()}
                 for split, names in splits[set_name].items():
                     picked = [runs[n] for n in names]
                     row[f"{set_name}/{split}"] = {
                         "caught": sum(r["caught"] for r in picked), "of": len(picked),
                         "mean_recall": round(statistics.mean(r["recall"] for r in picked), 3),
-                        "wrong_links": sum(r["wrong_links"] for r in picked)}
-            per_mode["sweep"][str(threshold)] = row
-            print(f"{mode:5} cos>={threshold:.2f} quiet-300 windows with an incident "
+                        "wrong_links": sum(r["wrong_links"] for r in picked),
+                        "precision": round(_precision(picked), 3)}
+            per_mode["sweep"][label(detector)] = row
+            print(f"{mode:5} {label(detector):22} quiet-300 windows with an incident "
                   f"{row['quiet_300']['windows_with_incident']}/{row['quiet_300']['windows']}"
                   f" all-in-one {row['quiet_all']['incidents']} dev "
                   f"{row['dev_quiet']['incidents'] if dev is not None else '-'} | " +
-                  " | ".join(f"{k} {v['caught']}/{v['of']} r{v['mean_recall']:.2f}"
-                             for k, v in row.items() if "/" in k), flush=True)
+                  " | ".join(f"{k} {v['caught']}/{v['of']} r{v['mean_recall']:.2f} "
+                             f"p{v['precision']:.2f}" for k, v in row.items() if "/" in k),
+                  flush=True)
         results["modes"][mode] = per_mode
     results["chosen"] = choose(results["modes"]["int8"]["sweep"])
     results["decision_ms_median"] = decision_speed(384)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "storms.json").write_text(json.dumps(results, indent=2))
     (args.out / "storms.md").write_text(report(results))
-    print(f"chosen threshold {results['chosen']}; decision time (ms, median) by window size "
+    print(f"chosen {results['chosen']}; decision time (ms, median) by window size "
           f"{results['decision_ms_median']}; report in {args.out / 'storms.md'}")
 
 
-def choose(sweep: dict) -> float | None:
-    """The lowest threshold (most storms caught) at which no 300-ticket window of quiet traffic
-    opens an incident and no tuning storm pulls in a quiet ticket; tuning storms only."""
-    safe = [float(t) for t, row in sweep.items()
-            if row["quiet_300"]["incidents"] == 0
-            and all(v["wrong_links"] == 0 for k, v in row.items() if k.endswith("/tuning"))]
-    return min(safe) if safe else None
+def _precision(runs: list[dict]) -> float:
+    """Of the tickets linked to storm incidents, the share that belong to the storm."""
+    right = sum(r["linked"] for r in runs)
+    return right / (right + sum(r["wrong_links"] for r in runs)) if right else 1.0
+
+
+def label(detector: dict) -> str:
+    if detector["kind"] == "count":
+        return f"count cos>={detector['similarity']:.2f}"
+    join = f" join>={detector['join']:.2f}" if detector.get("join") else ""
+    return f"lift cos>={detector['similarity']:.2f} x{detector['lift']:g}{join}"
+
+
+MIN_PRECISION = 0.9
+
+
+def choose(sweep: dict) -> dict | None:
+    """Among detectors that open no incident in any 300-ticket window of quiet traffic and
+    whose tuning storm incidents hold at least 90% storm reports: the most tuning storms
+    caught, then the best tuning recall, then the stricter setting. Tuning storms and quiet
+    traffic only."""
+    safe = []
+    for row in sweep.values():
+        tuning = [v for k, v in row.items() if k.endswith("/tuning")]
+        if row["quiet_300"]["incidents"] == 0 \
+                and all(v["precision"] >= MIN_PRECISION for v in tuning):
+            safe.append((sum(v["caught"] for v in tuning),
+                         statistics.mean(v["mean_recall"] for v in tuning),
+                         row["detector"]["similarity"], row["detector"].get("lift", 0.0),
+                         row["detector"].get("join") or 0.0, row["detector"]))
+    return max(safe, key=lambda item: item[:5])[5] if safe else None
 
 
 def report(results: dict) -> str:
@@ -231,21 +288,22 @@ def report(results: dict) -> str:
     for set_name, split in splits.items():
         lines.append(f"- {set_name}: tuning {', '.join(split['tuning'])}; held out "
                      f"{', '.join(split['held_out'])}")
-    lines += ["", f"**Chosen threshold (int8, tuning storms and quiet traffic only): "
-                  f"{results['chosen']}**", ""]
+    lines += ["", f"**Chosen (int8, tuning storms and quiet traffic only): "
+                  f"{label(results['chosen']) if results['chosen'] else None}** (near-copy "
+                  f"similarity for the lift detector: {COPY_SIMILARITY})", ""]
     for mode, data in results["modes"].items():
         keys = [k for k in next(iter(data["sweep"].values())) if "/" in k]
         lines += [f"## Encoder {mode}", "",
-                  "| cosine >= | quiet-300 windows with incident | all-in-one incidents | dev "
-                  "incidents | " + " | ".join(f"{k} caught (recall)" for k in keys) + " |",
+                  "| detector | quiet-300 windows with incident | all-in-one incidents | dev "
+                  "incidents | " + " | ".join(f"{k} caught (recall, precision)" for k in keys) + " |",
                   "|---" * (4 + len(keys)) + "|"]
         for t, row in data["sweep"].items():
             dev = row["dev_quiet"]["incidents"] if row["dev_quiet"] else "-"
             lines.append(
                 f"| {t} | {row['quiet_300']['windows_with_incident']}/"
                 f"{row['quiet_300']['windows']} | {row['quiet_all']['incidents']} | {dev} | " +
-                " | ".join(f"{row[k]['caught']}/{row[k]['of']} ({row[k]['mean_recall']:.2f})"
-                           for k in keys) + " |")
+                " | ".join(f"{row[k]['caught']}/{row[k]['of']} ({row[k]['mean_recall']:.2f}, "
+                           f"p {row[k]['precision']:.2f})" for k in keys) + " |")
         for set_name, pairs in data["pairwise"].items():
             lines += ["", f"Pairwise cosine within each storm of {set_name} (median / min): " +
                       "; ".join(f"{n} {p['median']:.2f}/{p['min']:.2f}" for n, p in pairs.items())]

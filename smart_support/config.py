@@ -72,9 +72,14 @@ class Settings:
     max_resolution_chars: int = 2_000
     storm_enabled: bool = True
     storm_encoder: str = ""
-    storm_similarity: float = 0.65
+    storm_similarity: float = 0.40
+    storm_min_lift: float = 5.0
+    storm_copy_similarity: float = 0.65
+    storm_join_similarity: float = 0.55
     storm_count: int = 10
     storm_window_seconds: float = 300.0
+    storm_history_seconds: float = 86_400.0
+    storm_min_history: int = 100
     storm_window_max: int = 20_000
     incident_quiet_seconds: float = 3_600.0
     log_level: str = "INFO"
@@ -128,11 +133,17 @@ class Settings:
             raise ConfigError(f"{PREFIX}REVIEW_THRESHOLD must be in [0, 1]")
         if self.quantize not in {"none", "int8"}:
             raise ConfigError(f"{PREFIX}QUANTIZE must be none or int8")
-        if not -1.0 <= self.storm_similarity <= 1.0:
-            raise ConfigError(f"{PREFIX}STORM_SIMILARITY must be a cosine in [-1, 1]")
-        if min(self.storm_window_seconds, self.incident_quiet_seconds) <= 0:
+        for name in ("storm_similarity", "storm_copy_similarity", "storm_join_similarity"):
+            if not -1.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be a cosine in [-1, 1]")
+        if min(self.storm_window_seconds, self.incident_quiet_seconds) <= 0 \
+                or self.storm_history_seconds < self.storm_window_seconds:
             raise ConfigError(f"{PREFIX}STORM_WINDOW_SECONDS and {PREFIX}INCIDENT_QUIET_SECONDS "
-                              "must be > 0")
+                              f"must be > 0, and {PREFIX}STORM_HISTORY_SECONDS at least the "
+                              "window")
+        if self.storm_min_lift < 1.0 or self.storm_min_history < 0:
+            raise ConfigError(f"{PREFIX}STORM_MIN_LIFT must be >= 1 and "
+                              f"{PREFIX}STORM_MIN_HISTORY >= 0")
         if not 0.0 <= self.assignment_skill_margin <= 1.0:
             raise ConfigError(f"{PREFIX}ASSIGNMENT_SKILL_MARGIN must be in [0, 1]")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

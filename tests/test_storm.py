@@ -330,3 +330,59 @@ def test_float64_vectors_are_stored_as_float32():
     assert len(to_bytes(vector)) == DIM * 4
     np.testing.assert_allclose(back, vector, rtol=1e-7, atol=1e-7)
     assert from_bytes(to_bytes(back)).tobytes() == back.tobytes()
+
+
+# -- the lift detector: a topic's jump over its usual rate -------------------------------------
+
+LIFT = StormPolicy(similarity=0.8, storm_count=10, window_seconds=300.0, min_lift=5.0,
+                   copy_similarity=0.999, min_history=20)
+NOW = 100_000.0
+
+
+def history_and_recent(history, recent):
+    """`history` tickets hours before NOW, then `recent` tickets within the last minutes."""
+    window = Window(DIM)
+    for n, vector in enumerate(history):
+        window.add(n + 1, NOW - 7_200 + n, vector)
+    for n, vector in enumerate(recent):
+        window.add(len(history) + n + 1, NOW - 100 + n, vector)
+    return window
+
+
+def test_a_topic_that_jumps_over_its_usual_rate_opens_an_incident():
+    history = [near(k % 4 + 3, k) for k in range(40)]  # other topics only
+    recent = [near(0, k) for k in range(11)] + [near(5, k) for k in range(20)]
+    decision = decide(near(0, 11), history_and_recent(history, recent), set(), {}, LIFT, NOW)
+    assert decision.opens_incident and len(decision.open_with) == 11
+
+
+def test_a_topic_as_frequent_as_usual_opens_nothing_however_many_reports():
+    # one ticket in three is about topic 0, in the history as in the last minutes
+    history = [near(0 if k % 3 == 0 else 3 + k % 4, k) for k in range(90)]
+    recent = [near(0 if k % 3 == 0 else 3 + k % 4, k) for k in range(60)]
+    decision = decide(near(0, 60), history_and_recent(history, recent), set(), {}, LIFT, NOW)
+    assert not decision.opens_incident
+
+
+def test_without_enough_history_only_near_copies_can_open_an_incident():
+    similar = [near(0, k) for k in range(12)]
+    assert not decide(near(0, 12), history_and_recent([], similar), set(), {}, LIFT,
+                      NOW).opens_incident
+    copies = [axis(0)] * 11
+    assert decide(axis(0), history_and_recent([], copies), set(), {}, LIFT, NOW).opens_incident
+
+
+def test_only_the_last_minutes_are_members_of_a_new_incident():
+    history = [near(0, k) for k in range(3)] + [near(4, k) for k in range(40)]
+    recent = [near(0, k) for k in range(11)]
+    window = history_and_recent(history, recent)
+    decision = decide(near(0, 11), window, set(), {}, LIFT, NOW)
+    assert decision.opens_incident and min(decision.open_with) > len(history)
+
+
+def test_joining_an_incident_uses_its_own_threshold():
+    incident = {7: axis(0)}
+    policy = StormPolicy(similarity=0.5, storm_count=10, window_seconds=300.0,
+                         join_similarity=0.9)
+    assert decide(unit(1.0, 1.0), Window(DIM), set(), incident, policy).join_incident is None
+    assert decide(unit(1.0, 0.1), Window(DIM), set(), incident, policy).join_incident == 7

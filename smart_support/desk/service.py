@@ -73,8 +73,11 @@ class Desk:
         self.outbox = outbox
         self.embedder = embedder
         self.clock = clock
-        self.policy = StormPolicy(settings.storm_similarity, settings.storm_count,
-                                  settings.storm_window_seconds) if embedder else None
+        self.policy = StormPolicy(
+            settings.storm_similarity, settings.storm_count, settings.storm_window_seconds,
+            min_lift=settings.storm_min_lift, copy_similarity=settings.storm_copy_similarity,
+            min_history=settings.storm_min_history,
+            join_similarity=settings.storm_join_similarity) if embedder else None
         self.window = Window(embedder.dimension) if embedder else None
         self._window_lock = threading.Lock()
 
@@ -297,19 +300,19 @@ class Desk:
 
     def _storm_decision(self, conn, vector, now: datetime) -> Decision:
         with self._window_lock:
-            oldest = now - timedelta(seconds=self.policy.window_seconds)
+            # the window keeps hours of history: the usual rate of each topic
+            oldest = now - timedelta(seconds=self.settings.storm_history_seconds)
             self._sync_window(conn, oldest)
-            linked = set()
-            if len(self.window):
-                first = int(self.window.ids[self.window.start])
-                linked = set(conn.execute(select(tickets.c.id).where(
-                    tickets.c.id >= first, tickets.c.incident_id.is_not(None))).scalars())
+            recent = now - timedelta(seconds=self.policy.window_seconds)
+            linked = set(conn.execute(select(tickets.c.id).where(
+                tickets.c.created_at >= recent, tickets.c.incident_id.is_not(None))).scalars())
             quiet = now - timedelta(seconds=self.settings.incident_quiet_seconds)
             open_incidents = {
                 r.id: from_bytes(r.centroid) for r in conn.execute(
                     select(incidents.c.id, incidents.c.centroid).where(
                         incidents.c.status == OPEN, incidents.c.last_ticket_at >= quiet))}
-            return decide(vector, self.window, linked, open_incidents, self.policy)
+            return decide(vector, self.window, linked, open_incidents, self.policy,
+                          now.timestamp())
 
     def _sync_window(self, conn, oldest: datetime) -> None:
         """Bring this process's copy of the window up to date with committed tickets from

@@ -1,12 +1,17 @@
 """Storm detection: many people reporting one incident in their own words, within minutes.
 
 Pure numpy, no database and no Flask. Each new ticket's embedding (unit length, so cosine is
-a dot product) is compared with the recent window:
+a dot product) is compared with the window of recent tickets:
 - it joins an open incident when it is similar enough to the incident's centroid (the mean of
   its tickets, which sits closer to each report than two reports sit to each other);
-- otherwise, when more than `storm_count` tickets in the window (itself included) are similar
-  to it and not yet in an incident, they open a new incident together.
-The default threshold was chosen by measurement (bench/storms.py, README "Storm detection").
+- otherwise an incident opens, with the similar tickets of the last `window_seconds` that are
+  in no incident yet, when MORE than `storm_count` of them (the new ticket included) are
+    * near-copies (cosine >= `copy_similarity`): a count alone decides, or
+    * similar (cosine >= `similarity`) AND their topic is at least `min_lift` times more
+      frequent in the last minutes than in the history the window keeps (hours). A busy desk
+      gets a dozen refund requests every five minutes; an outage makes one topic jump.
+      Without `min_history` older tickets to compare with, only near-copies count.
+Thresholds were chosen by measurement (bench/storms.py, README "Storm detection").
 """
 from __future__ import annotations
 
@@ -20,6 +25,10 @@ class StormPolicy:
     similarity: float  # cosine at or above which two tickets report the same thing
     storm_count: int  # an incident opens when MORE than this many similar tickets arrive...
     window_seconds: float  # ...within this many seconds
+    min_lift: float | None = None  # None: a count alone decides at `similarity`
+    copy_similarity: float | None = None  # near-copies: a count alone decides
+    min_history: int = 100  # older tickets needed before the lift is trusted
+    join_similarity: float | None = None  # to an open incident's centroid; None: `similarity`
 
 
 @dataclass
@@ -85,25 +94,54 @@ class Window:
 
 
 def decide(vector: np.ndarray, window: Window, linked: set[int],
-           incidents: dict[int, np.ndarray], policy: StormPolicy) -> Decision:
-    """What to do with a new ticket whose embedding is `vector`. `linked` holds the ids of
-    window tickets already in an incident; `incidents` maps open incidents to centroids."""
+           incidents: dict[int, np.ndarray], policy: StormPolicy,
+           now: float | None = None) -> Decision:
+    """What to do with a new ticket whose embedding is `vector`, arriving at `now` (seconds;
+    None: every window ticket is recent). `linked` holds the ids of window tickets already in
+    an incident; `incidents` maps open incidents to centroids."""
     if incidents:
         ids = list(incidents)
         scores = np.stack([incidents[i] for i in ids]) @ vector
         best = int(np.argmax(scores))
-        if scores[best] >= policy.similarity:
+        join_at = policy.similarity if policy.join_similarity is None \
+            else policy.join_similarity
+        if scores[best] >= join_at:
             return Decision(join_incident=ids[best], similarity=float(scores[best]))
     window_ids, scores = window.similarities(vector)
+    times = window.times[window.start:window.end]
+    recent = times >= now - policy.window_seconds if now is not None \
+        else np.ones(len(window_ids), bool)
     free = np.fromiter((int(i) not in linked for i in window_ids), dtype=bool,
                        count=len(window_ids)) if linked else np.ones(len(window_ids), bool)
-    close = (scores >= policy.similarity) & free
-    if int(close.sum()) + 1 > policy.storm_count:
-        members = window.vectors[window.start:window.end][close]
-        return Decision(open_with=[int(i) for i in window_ids[close]],
-                        centroid=centroid(np.vstack([members, vector[None, :]])),
-                        similarity=float(scores[close].min()))
+    candidates = recent & free
+    close = scores >= policy.similarity
+    if policy.min_lift is None:
+        return _opening(vector, window, window_ids, scores, close & candidates, policy)
+    if policy.copy_similarity is not None:
+        copies = (scores >= policy.copy_similarity) & candidates
+        if int(copies.sum()) + 1 > policy.storm_count:
+            return _opening(vector, window, window_ids, scores, copies, policy)
+    older = ~recent
+    if int(older.sum()) < policy.min_history:
+        return Decision()
+    similar_now = int((close & recent).sum()) + 1
+    usual_share = (int((close & older).sum()) + 1) / (int(older.sum()) + 1)
+    expected_now = (int(recent.sum()) + 1) * usual_share
+    if similar_now >= policy.min_lift * expected_now:
+        return _opening(vector, window, window_ids, scores, close & candidates, policy)
     return Decision()
+
+
+def _opening(vector, window: Window, window_ids, scores, members: np.ndarray,
+             policy: StormPolicy) -> Decision:
+    """A new incident of `members` (a mask over the window) and the new ticket, if they are
+    more than `storm_count`."""
+    if int(members.sum()) + 1 <= policy.storm_count:
+        return Decision()
+    vectors = window.vectors[window.start:window.end][members]
+    return Decision(open_with=[int(i) for i in window_ids[members]],
+                    centroid=centroid(np.vstack([vectors, vector[None, :]])),
+                    similarity=float(scores[members].min()))
 
 
 def joined(incident_centroid: np.ndarray, ticket_count: int, vector: np.ndarray) -> np.ndarray:
