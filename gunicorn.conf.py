@@ -10,10 +10,12 @@ import tempfile
 
 cores = os.cpu_count() or 1
 workers = int(os.environ.get("WORKERS", os.environ.get("SMART_SUPPORT_WORKERS", min(2, cores))))
+# THREADS > 1: gthread workers whose request threads share one model through the micro-batcher
+threads = int(os.environ.get("THREADS", os.environ.get("SMART_SUPPORT_THREADS", "1")))
 os.environ.setdefault("SMART_SUPPORT_TORCH_THREADS", str(max(1, cores // max(1, workers))))
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-worker_class = "sync"
+worker_class = "gthread" if threads > 1 else "sync"
 preload_app = False
 timeout = int(os.environ.get("SMART_SUPPORT_WORKER_TIMEOUT", "60"))
 graceful_timeout = 20

@@ -39,6 +39,7 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     max_tokens: int = 256
     inference_batch_size: int = 32
+    micro_batching: bool = False
     torch_threads: int = 1
     quantize: str = "int8"
     override_enabled: bool = True

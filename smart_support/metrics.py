@@ -22,6 +22,9 @@ REQUEST_SECONDS = Histogram("smart_support_http_request_seconds", "Wall time per
 STAGE_SECONDS = Histogram("smart_support_stage_seconds",
                           "Time per pipeline stage (per request, whole batch).", ["stage"],
                           buckets=LATENCY_BUCKETS)
+MICRO_BATCH = Histogram("smart_support_micro_batch_requests",
+                        "Requests served by one model call (micro-batching).",
+                        buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32))
 TICKETS = Counter("smart_support_tickets_classified_total", "Tickets classified by final category.",
                   ["category"])
 OVERRIDES = Counter("smart_support_overrides_total", "Predictions changed by a routing rule.",

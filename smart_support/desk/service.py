@@ -303,9 +303,13 @@ class Desk:
             # the window keeps hours of history: the usual rate of each topic
             oldest = now - timedelta(seconds=self.settings.storm_history_seconds)
             self._sync_window(conn, oldest)
+            # tickets of the last minutes already in an incident: found through the incidents
+            # active in those minutes (indexed), not by scanning every recent ticket
             recent = now - timedelta(seconds=self.policy.window_seconds)
+            active = select(incidents.c.id).where(incidents.c.last_ticket_at >= recent)
             linked = set(conn.execute(select(tickets.c.id).where(
-                tickets.c.created_at >= recent, tickets.c.incident_id.is_not(None))).scalars())
+                tickets.c.incident_id.in_(active),
+                tickets.c.created_at >= recent)).scalars())
             quiet = now - timedelta(seconds=self.settings.incident_quiet_seconds)
             open_incidents = {
                 r.id: from_bytes(r.centroid) for r in conn.execute(
@@ -317,11 +321,13 @@ class Desk:
     def _sync_window(self, conn, oldest: datetime) -> None:
         """Bring this process's copy of the window up to date with committed tickets from
         every worker: only rows newer than the last one it holds are read."""
+        # after the first read, only rows past the last id (a primary-key range); filtering on
+        # created_at as well would let the planner scan the whole window through its index
+        newer = tickets.c.id > self.window.last_id if len(self.window) \
+            else tickets.c.created_at >= oldest
         rows = conn.execute(
             select(tickets.c.id, tickets.c.created_at, tickets.c.embedding)
-            .where(tickets.c.id > self.window.last_id, tickets.c.created_at >= oldest,
-                   tickets.c.embedding.is_not(None))
-            .order_by(tickets.c.id))
+            .where(newer, tickets.c.embedding.is_not(None)).order_by(tickets.c.id))
         for row in rows:
             self.window.add(row.id, _utc(row.created_at).timestamp(), from_bytes(row.embedding))
         self.window.evict_before(oldest.timestamp())

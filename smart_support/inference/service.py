@@ -58,6 +58,7 @@ class TriageService:
         self.artifacts = None
         self.predictor: Predictor | None = None
         self.fallback: BaselinePredictor | None = None
+        self.batcher = None  # a MicroBatcher when SMART_SUPPORT_MICRO_BATCHING is on
         self.not_ready: NotReady | None = NotReady("model not loaded yet")
         self.breaker = CircuitBreaker(settings.breaker_failure_threshold,
                                       settings.breaker_latency_budget_seconds,
@@ -87,6 +88,12 @@ class TriageService:
                         "the billing rule is off", self.rule.target_category, artifacts.labels)
         self.rule = override_rule(self.settings, artifacts.metadata)
         self.artifacts, self.predictor, self.fallback = artifacts, predictor, fallback
+        if self.settings.micro_batching:
+            from smart_support.inference.batcher import MicroBatcher
+            from smart_support.metrics import MICRO_BATCH
+
+            self.batcher = MicroBatcher(self._predict_watched, self.settings.inference_batch_size,
+                                        on_batch=MICRO_BATCH.observe)
         self.not_ready = None
         log.info("model %s loaded from %s in %.2f s", artifacts.version, artifacts.model_dir,
                  time.perf_counter() - started)
@@ -122,7 +129,8 @@ class TriageService:
         Returns results in input order and seconds per stage."""
         if self.not_ready:
             raise self.not_ready
-        predictions, timings, model = self._predict_watched(tickets)
+        predictions, timings, model = (self.batcher.submit(tickets) if self.batcher
+                                       else self._predict_watched(tickets))
         degraded = model != "transformer"
         started = time.perf_counter()
         texts = [ticket_text(t.subject, t.description) for t in tickets]
