@@ -21,7 +21,6 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
     from smart_support import create_app
-    from smart_support.desk import service as desk_service
 
     rows = [json.loads(line) for name in ("train", "test")
             for line in (ROOT / f"data/{name}.jsonl").read_text().splitlines() if line.strip()]
@@ -55,7 +54,10 @@ def main() -> None:
             "storm_step_ms_median": round(statistics.median(storm_times[part]) * 1000, 3)}
     out = ROOT / "bench/results/desk.json"
     out.write_text(json.dumps({"tickets": len(rows), "by_window_size": buckets,
-                               "database": "sqlite", "note": desk_service.__name__}, indent=2))
+                               "database": "sqlite", "torch_threads": 2,
+                               "what": "median ms of Desk.submit (classification, embedding, "
+                                       "one SQLite transaction) and of its storm step"},
+                              indent=2))
     for size, figures in buckets.items():
         print(f"window {size:>10}: submit {figures['submit_ms_median']} ms, "
               f"storm step {figures['storm_step_ms_median']} ms (medians)")

@@ -25,6 +25,9 @@ STAGE_SECONDS = Histogram("smart_support_stage_seconds",
 MICRO_BATCH = Histogram("smart_support_micro_batch_requests",
                         "Requests served by one model call (micro-batching).",
                         buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32))
+DESK_EVENTS = Counter("smart_support_desk_events_total",
+                      "Ticket desk events: created, replayed, assigned, claimed, resolved, "
+                      "requeued, incident_opened, incident_joined.", ["event"])
 TICKETS = Counter("smart_support_tickets_classified_total", "Tickets classified by final category.",
                   ["category"])
 OVERRIDES = Counter("smart_support_overrides_total", "Predictions changed by a routing rule.",

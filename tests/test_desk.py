@@ -271,3 +271,17 @@ def test_without_a_database_the_desk_answers_503_and_classify_still_works(traine
     response = client.post("/tickets", json={"description": "hello"})
     assert response.status_code == 503 and "database" in response.get_json()["message"]
     assert client.post("/classify", json={"description": "hello"}).status_code == 200
+
+
+def test_ready_reports_the_desk_and_metrics_count_its_events(desk_client):
+    submit(desk_client, "the export is broken", ticket_id="M-1")
+    submit(desk_client, "the export is broken", ticket_id="M-1", expect=(200,))
+    desk = desk_client.get("/ready").get_json()["desk"]
+    assert desk == {"available": True, "storm_detection": False}
+    metrics = desk_client.get("/metrics").get_data(as_text=True)
+    created = [line for line in metrics.splitlines()
+               if line.startswith('smart_support_desk_events_total{event="created"}')]
+    replayed = [line for line in metrics.splitlines()
+                if line.startswith('smart_support_desk_events_total{event="replayed"}')]
+    assert created and float(created[0].split()[-1]) >= 1
+    assert replayed and float(replayed[0].split()[-1]) >= 1

@@ -26,7 +26,8 @@ def ready():
     if service.ready:
         return {"ready": True, "model_version": service.model_version,
                 "labels": service.artifacts.labels, "degraded": service.degraded,
-                "breaker": service.breaker.snapshot(), "alerts": _alerts_state()}
+                "breaker": service.breaker.snapshot(), "alerts": _alerts_state(),
+                "desk": _desk_state()}
     return {"ready": False, "model_version": None, "reason": service.not_ready.reason,
             "file": service.not_ready.path}, 503
 
@@ -40,6 +41,16 @@ def _alerts_state() -> dict | None:
     except Exception:  # noqa: BLE001 - report, do not fail readiness on a stats query
         return {"error": "outbox unreadable"}
     return {"waiting": waiting, "limit": outbox.max_pending, "full": waiting >= outbox.max_pending}
+
+
+def _desk_state() -> dict:
+    desk = current_app.extensions.get("smart_support_desk")
+    if desk is None:
+        return {"available": False, "reason": "database unavailable (see the server log)"}
+    state = {"available": True, "storm_detection": desk.embedder is not None}
+    if desk.window is not None:
+        state["storm_window_tickets"] = len(desk.window)  # this worker's copy
+    return state
 
 
 @blp.route("/metrics", methods=["GET"])

@@ -150,6 +150,8 @@ class ReadySchema(Schema):
     breaker = fields.Dict(metadata={"description": "Circuit-breaker state of the worker that answered."})
     alerts = fields.Dict(allow_none=True, metadata={
         "description": "Outbox: deliveries waiting, the limit, and whether it is full."})
+    desk = fields.Dict(metadata={"description": "Ticket desk: available (its database opened), "
+                                                "storm_detection, storm_window_tickets."})
     reason = fields.String(metadata={"description": "Why the service is not ready."})
     file = fields.String(allow_none=True, metadata={"description": "The artifact at fault."})
 

@@ -23,6 +23,7 @@ from smart_support.desk.storm import (
     Decision, StormPolicy, Window, decide, from_bytes, joined, to_bytes,
 )
 from smart_support.inference.predictor import Ticket
+from smart_support.metrics import DESK_EVENTS
 from smart_support.storage import agents, incidents, tickets
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ class Desk:
             if self.settings.auto_assign:
                 self._dispatch(conn, now, only=row_id)
             stored = self._row(conn, ticket_id)
+        DESK_EVENTS.labels("created").inc()
         return {**self._public(stored), "alert": alert}, True
 
     def get(self, ticket_id: str) -> dict:
@@ -170,6 +172,7 @@ class Desk:
             if row is None:
                 return None
             self._assign(conn, row.id, agent_id, self.clock())
+            DESK_EVENTS.labels("claimed").inc()
             return self._public(self._row(conn, row.ticket_id))
 
     def resolve(self, ticket_id: str, resolution: str | None = None) -> dict:
@@ -185,6 +188,7 @@ class Desk:
                 resolved_at=now, updated_at=now))
             if self.settings.auto_assign and row["status"] == ASSIGNED:
                 self._dispatch(conn, now)
+            DESK_EVENTS.labels("resolved").inc()
             return self._public(self._row(conn, ticket_id))
 
     def requeue(self, ticket_id: str, reason: str | None = None) -> dict:
@@ -203,6 +207,7 @@ class Desk:
                 returned_by = {row["id"]: frozenset({row["agent_id"]})} if row["agent_id"] \
                     else {}
                 self._dispatch(conn, now, exclude=returned_by)
+            DESK_EVENTS.labels("requeued").inc()
             return self._public(self._row(conn, ticket_id))
 
     # -- agents -------------------------------------------------------------------------
@@ -337,6 +342,7 @@ class Desk:
 
     def _join_incident(self, conn, incident_id: int, row_id: int, vector, now) -> None:
         incident = self._incident_row(conn, incident_id)
+        DESK_EVENTS.labels("incident_joined").inc()
         conn.execute(update(tickets).where(tickets.c.id == row_id)
                      .values(incident_id=incident_id))
         conn.execute(update(incidents).where(incidents.c.id == incident_id).values(
@@ -357,6 +363,7 @@ class Desk:
         conn.execute(update(tickets).where(tickets.c.id.in_(member_ids),
                                            tickets.c.incident_id.is_(None))
                      .values(incident_id=incident_id, updated_at=now))
+        DESK_EVENTS.labels("incident_opened").inc()
         if self.outbox is not None:
             withdrawn = self.outbox.suppress([m.alert_id for m in members if m.alert_id], conn)
             alert = self.outbox.record(incident_alert(incident_id, category, len(members),
@@ -398,6 +405,7 @@ class Desk:
             status=ASSIGNED, agent_id=agent_id, assigned_at=now, updated_at=now)).rowcount
         if took != 1 or moved != 1:  # cannot happen under the desk lock; never half-assign
             raise RuntimeError(f"assignment of ticket row {row_id} to agent {agent_id} raced")
+        DESK_EVENTS.labels("assigned").inc()
 
     @staticmethod
     def _release(conn, row, now) -> None:
@@ -444,6 +452,7 @@ class Desk:
             raise Conflict(f"ticket_id {row['ticket_id']!r} was already used for a ticket "
                            "with a different subject or description.",
                            {"ticket_id": ["Already used for a different ticket."]})
+        DESK_EVENTS.labels("replayed").inc()
         return {**self._public(row), "alert": None}
 
     @staticmethod
