@@ -252,3 +252,22 @@ def _storage_unmigrated():
 
     settings = Settings.from_env()
     return settings, Storage(database_url(settings.data_dir, settings.database_url))
+
+
+@main.command()
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("models"), show_default=True, help="The trained model to shrink.")
+@click.option("--layers", type=click.IntRange(1, 48), required=True,
+              help="Encoder layers the student keeps (evenly spaced).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Where to write the student checkpoint (a base for `train --base-model`).")
+def shrink(model_dir, layers, out) -> None:
+    """Cut a fine-tuned classifier down to fewer layers, as the base of a faster student."""
+    from smart_support.training.shrink import shrink as run_shrink
+
+    try:
+        kept = run_shrink(model_dir / "classifier", out, layers)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"wrote {out}: layers {kept} of the classifier in {model_dir}; now train it: "
+               f"smart-support train --base-model {out} --data ... --out ...")

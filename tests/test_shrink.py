@@ -1,0 +1,59 @@
+"""A smaller student from a trained classifier (smart_support.training.shrink): fewer layers,
+same tokenizer and head, and a model directory trained from it serves like any other."""
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from smart_support import create_app
+from smart_support.cli import main
+from smart_support.training.shrink import evenly_spaced, shrink
+
+pytestmark = pytest.mark.slow
+
+
+def test_evenly_spaced_layers_always_keep_the_last_one():
+    assert evenly_spaced(6, 3) == [1, 3, 5]
+    assert evenly_spaced(6, 2) == [2, 5]
+    assert evenly_spaced(6, 6) == list(range(6))
+    with pytest.raises(ValueError):
+        evenly_spaced(6, 7)
+
+
+def test_a_shrunk_student_trains_and_serves(trained_model_dir, tiny_ticket_files, tmp_path):
+    from transformers import AutoConfig
+
+    result = CliRunner().invoke(main, ["shrink", "--model-dir", str(trained_model_dir),
+                                       "--layers", "1", "--out", str(tmp_path / "student")])
+    assert result.exit_code == 0, result.output
+    assert AutoConfig.from_pretrained(tmp_path / "student").num_hidden_layers == 1
+    result = CliRunner().invoke(main, [
+        "train", "--data", str(tiny_ticket_files["train"]), "--out", str(tmp_path / "models"),
+        "--base-model", str(tmp_path / "student"), "--epochs", "2", "--batch-size", "8",
+        "--max-tokens", "64", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    app = create_app({"model_dir": tmp_path / "models", "TESTING": True})
+    response = app.test_client().post("/classify", json={"description": "refund my invoice"})
+    assert response.status_code == 200
+    assert app.extensions["smart_support"].artifacts.model.config.num_hidden_layers == 1
+
+
+def test_a_distilbert_classifier_shrinks_too(tmp_path):
+    from transformers import (AutoConfig, BertTokenizer, DistilBertConfig,
+                              DistilBertForSequenceClassification)
+
+    from conftest import make_vocab
+
+    model = DistilBertForSequenceClassification(DistilBertConfig(
+        vocab_size=len(make_vocab()), dim=32, n_layers=3, n_heads=2, hidden_dim=37,
+        num_labels=3))
+    model.save_pretrained(tmp_path / "teacher")
+    BertTokenizer(vocab=make_vocab()).save_pretrained(tmp_path / "teacher")
+    assert shrink(tmp_path / "teacher", tmp_path / "student", 2) == [1, 2]
+    assert AutoConfig.from_pretrained(tmp_path / "student").n_layers == 2
+
+
+def test_shrinking_to_more_layers_than_exist_is_a_clear_error(trained_model_dir, tmp_path):
+    result = CliRunner().invoke(main, ["shrink", "--model-dir", str(trained_model_dir),
+                                       "--layers", "5", "--out", str(tmp_path / "s")])
+    assert result.exit_code != 0 and "can keep 1 to 2 layers" in result.output
