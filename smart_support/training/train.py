@@ -8,6 +8,7 @@ validation split. One encoder pass at serving time gives both answers.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -60,6 +61,17 @@ class TrainConfig:
     validation_group_field: str | None = None
     feedback_tickets: int = 0
     progress: bool = True
+
+
+def run_digest(data_digest: str, base: Path, hyperparameters: dict) -> str:
+    """What a trained model depends on: the data, the base checkpoint's files, the settings."""
+    digest = hashlib.sha256(data_digest.encode())
+    for path in sorted(Path(base).glob("*")):
+        if path.is_file() and path.suffix in {".json", ".safetensors", ".bin", ".txt"}:
+            digest.update(path.name.encode())
+            digest.update(file_sha256(path).encode())
+    digest.update(json.dumps(hyperparameters, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
 
 
 def default_base_model() -> Path:
@@ -272,8 +284,14 @@ def train(config: TrainConfig) -> dict:
         [texts[i] for i in val_idx], val_probs, labels, val_truth)
 
     data_digest = file_sha256(config.data)
+    hyperparameters = {k: (str(v) if isinstance(v, Path) else v)
+                       for k, v in asdict(config).items()
+                       if k not in {"data", "out", "base_model", "progress", "feedback_tickets"}}
     metadata = {
-        "version": f"{datetime.now(timezone.utc):%Y%m%d}-{data_digest[:8]}-s{config.seed}",
+        # same data, base model and settings -> same version (training is deterministic);
+        # a different base (a shrunk student, say) or setting -> a different one
+        "version": f"{datetime.now(timezone.utc):%Y%m%d}-"
+                   f"{run_digest(data_digest, base, hyperparameters)[:8]}-s{config.seed}",
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "base_model": str(base),
         "base_model_type": model.config.model_type,
@@ -286,10 +304,7 @@ def train(config: TrainConfig) -> dict:
                           "validation_tickets": int(len(val_idx)),
                           "validation_groups": sorted({tickets[i].group for i in val_idx}
                                                       - {""})},
-        "hyperparameters": {k: (str(v) if isinstance(v, Path) else v)
-                            for k, v in asdict(config).items()
-                            if k not in {"data", "out", "base_model", "progress",
-                                         "feedback_tickets"}},
+        "hyperparameters": hyperparameters,
         "best_epoch": best.get("epoch"),
         "calibration": calibration,
         "review": review,
