@@ -40,10 +40,15 @@ def main(verbose: bool) -> None:
                    "author) as the validation split, instead of a random stratified 15%.")
 @click.option("--include-feedback", is_flag=True,
               help="Add the agents' corrections stored by POST /feedback to the training data.")
+@click.option("--teacher", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A trained model directory: also learn its soft labels (distillation; "
+                   "for a student made with `shrink`).")
+@click.option("--distill-weight", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="With --teacher: the share of the loss given to matching the teacher.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def train(data, out, base_model, epochs, batch_size, learning_rate, urgency_loss_weight,
           max_tokens, seed, review_precision, validation_group_field, include_feedback,
-          no_progress) -> None:
+          teacher, distill_weight, no_progress) -> None:
     """Fine-tune the classifier, fit the urgency and baseline models, write OUT."""
     from smart_support.training.data import DataError
     from smart_support.training.train import TrainConfig, train as run_training
@@ -53,6 +58,7 @@ def train(data, out, base_model, epochs, batch_size, learning_rate, urgency_loss
                          urgency_loss_weight=urgency_loss_weight, max_tokens=max_tokens,
                          seed=seed, review_precision=review_precision,
                          validation_group_field=validation_group_field,
+                         teacher=teacher, distill_weight=distill_weight,
                          progress=not no_progress)
     try:
         if include_feedback:

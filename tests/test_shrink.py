@@ -57,3 +57,34 @@ def test_shrinking_to_more_layers_than_exist_is_a_clear_error(trained_model_dir,
     result = CliRunner().invoke(main, ["shrink", "--model-dir", str(trained_model_dir),
                                        "--layers", "5", "--out", str(tmp_path / "s")])
     assert result.exit_code != 0 and "can keep 1 to 2 layers" in result.output
+
+
+def test_the_distillation_loss_is_zero_only_when_the_student_agrees_with_the_teacher():
+    import numpy as np
+    import torch
+
+    from smart_support.training.train import distillation_loss
+
+    teacher = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype=np.float32)
+    agreeing = torch.log(torch.as_tensor(teacher))  # same distribution at any temperature
+    assert distillation_loss(agreeing, teacher, 2.0).item() == pytest.approx(0.0, abs=1e-5)
+    disagreeing = torch.tensor([[0.0, 3.0, 0.0], [2.0, 0.0, 0.0]])
+    assert distillation_loss(disagreeing, teacher, 2.0).item() > 0.1
+
+
+def test_a_student_learns_from_its_teacher_and_records_it(trained_model_dir, tiny_ticket_files,
+                                                          tmp_path):
+    import json
+
+    shrink(trained_model_dir / "classifier", tmp_path / "student", 1)
+    result = CliRunner().invoke(main, [
+        "train", "--data", str(tiny_ticket_files["train"]), "--out", str(tmp_path / "models"),
+        "--base-model", str(tmp_path / "student"), "--teacher", str(trained_model_dir),
+        "--distill-weight", "0.7", "--epochs", "2", "--batch-size", "8", "--max-tokens", "64",
+        "--no-progress"])
+    assert result.exit_code == 0, result.output
+    metadata = json.loads((tmp_path / "models" / "metadata.json").read_text())
+    assert metadata["hyperparameters"]["teacher"] == str(trained_model_dir)
+    assert metadata["hyperparameters"]["distill_weight"] == 0.7
+    teacher_version = json.loads((trained_model_dir / "metadata.json").read_text())["version"]
+    assert metadata["version"] != teacher_version

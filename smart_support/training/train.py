@@ -60,7 +60,36 @@ class TrainConfig:
     review_precision: float = 0.97
     validation_group_field: str | None = None
     feedback_tickets: int = 0
+    teacher: Path | None = None  # a trained model directory whose soft labels are learnt too
+    distill_weight: float = 0.5  # share of the loss given to matching the teacher
+    distill_temperature: float = 2.0
     progress: bool = True
+
+
+def _teacher_probabilities(config: TrainConfig, labels, budget, texts) -> np.ndarray | None:
+    """The teacher's class probabilities for every ticket (None without a teacher)."""
+    if config.teacher is None:
+        return None
+    from transformers import AutoModelForSequenceClassification
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(
+        Path(config.teacher) / "classifier", local_files_only=True).eval()
+    teacher_labels = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
+    if teacher_labels != labels:
+        raise DataError(f"the teacher's labels {teacher_labels} differ from the data's {labels}")
+    probs, _ = embed(teacher, budget, texts, layers=())
+    return probs
+
+
+def distillation_loss(logits: torch.Tensor, teacher_probs: np.ndarray,
+                      temperature: float) -> torch.Tensor:
+    """KL divergence from the teacher's softened distribution (Hinton et al.), scaled by T^2
+    so its gradients keep their size as T changes."""
+    teacher_log = torch.log(torch.as_tensor(teacher_probs).clamp_min(1e-9)) / temperature
+    soft_targets = torch.softmax(teacher_log, dim=-1)
+    student_log = torch.nn.functional.log_softmax(logits / temperature, dim=-1)
+    return torch.nn.functional.kl_div(student_log, soft_targets, reduction="batchmean") \
+        * temperature ** 2
 
 
 def run_digest(data_digest: str, base: Path, hyperparameters: dict) -> str:
@@ -195,6 +224,7 @@ def train(config: TrainConfig) -> dict:
     urgency_head = torch.nn.Linear(hidden, 1)
 
     sequences = budget.encode(texts)
+    teacher_probs = _teacher_probabilities(config, labels, budget, texts)
     params = list(model.parameters()) + list(urgency_head.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.01)
     steps_per_epoch = len(bucketed_batches(train_idx, sequences, config.batch_size,
@@ -214,6 +244,9 @@ def train(config: TrainConfig) -> dict:
             batch = budget.pad([sequences[i] for i in rows])
             logits, pooled = encoder_outputs(model, batch)
             loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(targets[rows]))
+            if teacher_probs is not None:
+                loss = (1 - config.distill_weight) * loss + config.distill_weight * \
+                    distillation_loss(logits, teacher_probs[rows], config.distill_temperature)
             if config.urgency_loss_weight > 0:
                 guess = torch.sigmoid(urgency_head(pooled).squeeze(-1))
                 loss = loss + config.urgency_loss_weight * torch.nn.functional.mse_loss(
