@@ -285,3 +285,12 @@ def test_ready_reports_the_desk_and_metrics_count_its_events(desk_client):
                 if line.startswith('smart_support_desk_events_total{event="replayed"}')]
     assert created and float(created[0].split()[-1]) >= 1
     assert replayed and float(replayed[0].split()[-1]) >= 1
+
+
+def test_an_agent_can_correct_a_desk_ticket_by_its_id(desk_client):
+    ticket = submit(desk_client, "please refund the duplicate charge", ticket_id="FB-1")
+    other = next(c for c in ("Billing", "Technical", "Legal") if c != ticket["category"])
+    response = desk_client.post("/feedback", json={"ticket_id": "FB-1", "category": other})
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["predicted_category"] == ticket["category"] and body["category"] == other

@@ -23,8 +23,8 @@ from smart_support.desk.storm import (
     Decision, StormPolicy, Window, decide, from_bytes, joined, to_bytes,
 )
 from smart_support.inference.predictor import Ticket
-from smart_support.metrics import DESK_EVENTS
-from smart_support.storage import agents, incidents, tickets
+from smart_support.metrics import DESK_EVENTS, observe_triage
+from smart_support.storage import agents, incidents, predictions, tickets
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ class Desk:
             if existing:  # a retry: answer without running the models again
                 return self._replayed(existing, subject, description), False
         ticket = Ticket(subject, description)
-        (result,), _ = self.service.triage([ticket])
+        (result,), timings = self.service.triage([ticket])
+        observe_triage([result], timings)
         vector = self._embed(ticket)
         with self.storage.desk_transaction() as conn:
             if ticket_id:
@@ -115,6 +116,14 @@ class Desk:
                 "embedding": to_bytes(vector) if vector is not None else None,
                 "requeues": 0, "created_at": now, "updated_at": now,
             }).inserted_primary_key[0]
+            if self.settings.record_predictions:
+                # the prediction log behind drift, and what POST /feedback finds by ticket_id
+                conn.execute(insert(predictions), {
+                    "created_at": now, "ticket_id": ticket_id, "subject": subject,
+                    "description": description, "category": result.category,
+                    "model_category": result.model_category, "confidence": result.confidence,
+                    "urgency": result.urgency_score, "needs_review": result.needs_review,
+                    "model": result.model, "model_version": self.service.model_version})
             alert = None
             if decision.join_incident is not None:
                 self._join_incident(conn, decision.join_incident, row_id, vector, now)
