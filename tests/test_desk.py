@@ -294,3 +294,16 @@ def test_an_agent_can_correct_a_desk_ticket_by_its_id(desk_client):
     assert response.status_code == 201
     body = response.get_json()
     assert body["predicted_category"] == ticket["category"] and body["category"] == other
+
+
+def test_tickets_are_listed_by_agent_status_and_incident(desk_client):
+    agent = add_agent(desk_client, "Mia", capacity=2)
+    made = [submit(desk_client, f"ticket {i}", ticket_id=f"L-{i}") for i in range(3)]
+    mine = desk_client.get(f"/tickets?agent_id={agent['id']}&status=assigned").get_json()
+    assert mine["total"] == 2
+    assert [t["ticket_id"] for t in mine["tickets"]] == ["L-1", "L-0"]  # newest first
+    waiting = desk_client.get("/tickets?status=queued").get_json()
+    assert [t["ticket_id"] for t in waiting["tickets"]] == ["L-2"]
+    assert desk_client.get("/tickets").get_json()["total"] == len(made)
+    assert desk_client.get("/tickets?incident_id=5").get_json()["total"] == 0
+    assert desk_client.get("/tickets?status=lost").status_code == 422

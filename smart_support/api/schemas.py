@@ -314,6 +314,13 @@ class QueueQuerySchema(PageQuerySchema):
         "description": "Only tickets of this category."})
 
 
+class TicketListQuerySchema(QueueQuerySchema):
+    status = fields.String(validate=validate.OneOf(["queued", "assigned", "resolved"]))
+    agent_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID), metadata={
+        "description": "Only this agent's tickets (e.g. its open ones: status=assigned)."})
+    incident_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
+
+
 class NewTicketSchema(TicketTextSchema):
     ticket_id = fields.String(load_default=None, allow_none=True, validate=PUBLIC_ID, metadata={
         "description": "Client's id: sending the same id again returns the stored ticket "
@@ -371,7 +378,7 @@ class PageSchema(Schema):
     offset = fields.Integer(required=True)
 
 
-class QueueSchema(PageSchema):
+class TicketPageSchema(PageSchema):
     tickets = fields.List(fields.Nested(DeskTicketSchema), required=True)
 
 

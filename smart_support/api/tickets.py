@@ -7,7 +7,8 @@ from flask_smorest import Blueprint
 from smart_support.api.classify import require_json
 from smart_support.api.desk_access import answering_errors, desk
 from smart_support.api.schemas import (
-    ClaimSchema, DeskTicketSchema, NewTicketSchema, NoteSchema, QueueQuerySchema, QueueSchema,
+    ClaimSchema, DeskTicketSchema, NewTicketSchema, NoteSchema, QueueQuerySchema,
+    TicketListQuerySchema, TicketPageSchema,
 )
 
 blp = Blueprint("tickets", __name__, description="Ticket desk: tickets and the priority queue.")
@@ -63,9 +64,19 @@ def requeue_ticket(body, ticket_id):
         return desk().requeue(ticket_id, body.get("resolution"))
 
 
+@blp.route("/tickets", methods=["GET"])
+@blp.arguments(TicketListQuerySchema, location="query")
+@blp.response(200, TicketPageSchema)
+def list_tickets(query):
+    """Tickets by status, category, agent or incident; newest first (waiting: most urgent)."""
+    filters = {k: query.get(k) for k in ("status", "category", "agent_id", "incident_id")}
+    with answering_errors("nothing was read"):
+        return desk().ticket_list(query["limit"], query["offset"], **filters)
+
+
 @blp.route("/queue", methods=["GET"])
 @blp.arguments(QueueQuerySchema, location="query")
-@blp.response(200, QueueSchema)
+@blp.response(200, TicketPageSchema)
 def list_queue(query):
     """Waiting tickets, most urgent first, then oldest first."""
     with answering_errors("nothing was read"):

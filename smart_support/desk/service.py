@@ -149,11 +149,20 @@ class Desk:
 
     def queue(self, limit: int, offset: int = 0, category: str | None = None) -> dict:
         """Waiting tickets, most urgent first, then oldest first."""
-        where = [tickets.c.status == QUEUED]
-        if category:
-            where.append(tickets.c.category == category)
-        query = (select(tickets).where(*where)
-                 .order_by(tickets.c.urgency.desc(), tickets.c.id).limit(limit).offset(offset))
+        return self.ticket_list(limit, offset, status=QUEUED, category=category)
+
+    def ticket_list(self, limit: int, offset: int = 0, status: str | None = None,
+                    category: str | None = None, agent_id: int | None = None,
+                    incident_id: int | None = None) -> dict:
+        """Tickets matching every filter given; waiting ones by urgency then age, the others
+        newest first."""
+        where = [column == value for column, value in (
+            (tickets.c.status, status), (tickets.c.category, category),
+            (tickets.c.agent_id, agent_id), (tickets.c.incident_id, incident_id))
+            if value is not None]
+        order = (tickets.c.urgency.desc(), tickets.c.id) if status == QUEUED \
+            else (tickets.c.id.desc(),)
+        query = select(tickets).where(*where).order_by(*order).limit(limit).offset(offset)
         with self.storage.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
             total = conn.execute(select(func.count()).select_from(tickets)
