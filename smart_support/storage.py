@@ -134,6 +134,18 @@ tickets = Table(
 )
 
 
+def prediction_row(ticket_id: str | None, subject: str, description: str, result,
+                   model_version: str | None) -> dict:
+    """One prediction-log row for a TriageResult; the text is kept only with a ticket_id (so
+    that a correction can later name the ticket by id)."""
+    return {"ticket_id": ticket_id, "subject": (subject or "") if ticket_id else None,
+            "description": description if ticket_id else None,
+            "category": result.category, "model_category": result.model_category,
+            "confidence": result.confidence, "urgency": result.urgency_score,
+            "needs_review": result.needs_review, "model": result.model,
+            "model_version": model_version}
+
+
 def database_url(data_dir: Path, configured: str) -> str:
     if configured:
         return configured
@@ -235,10 +247,14 @@ class Storage:
                                    {"key": MIGRATION_LOCK_KEY})
                 connection.commit()
 
-    def record_predictions(self, rows: list[dict]) -> None:
-        now = _now()
-        with self.engine.begin() as connection:
-            connection.execute(insert(predictions), [{"created_at": now, **row} for row in rows])
+    def record_predictions(self, rows: list[dict], connection=None) -> None:
+        """Append prediction-log rows; inside the caller's transaction when given one."""
+        stamped = [{"created_at": _now(), **row} for row in rows]
+        if connection is not None:
+            connection.execute(insert(predictions), stamped)
+            return
+        with self.engine.begin() as conn:
+            conn.execute(insert(predictions), stamped)
 
     def latest_ticket(self, ticket_id: str) -> dict | None:
         """The newest logged prediction for `ticket_id` that kept its text."""

@@ -15,6 +15,7 @@ from smart_support.api.schemas import (
 from smart_support.inference.predictor import Ticket
 from smart_support.inference.service import NotReady
 from smart_support.metrics import ALERTS, observe_triage
+from smart_support.storage import prediction_row
 
 blp = Blueprint("classify", __name__, description="Classify support tickets.")
 
@@ -91,13 +92,8 @@ def log_predictions(payloads, results, model_version) -> None:
     storage = current_app.extensions.get("smart_support_storage")
     if storage is None or not current_app.extensions["smart_support"].settings.record_predictions:
         return
-    rows = [{"ticket_id": p.get("ticket_id"),
-             "subject": (p.get("subject") or "") if p.get("ticket_id") else None,
-             "description": p["description"] if p.get("ticket_id") else None,
-             "category": r.category, "model_category": r.model_category,
-             "confidence": r.confidence, "urgency": r.urgency_score,
-             "needs_review": r.needs_review, "model": r.model, "model_version": model_version}
-            for p, r in zip(payloads, results)]
+    rows = [prediction_row(p.get("ticket_id"), p.get("subject"), p["description"], r,
+                           model_version) for p, r in zip(payloads, results)]
     try:
         storage.record_predictions(rows)
     except Exception:  # noqa: BLE001 - any storage fault; the answer still goes out

@@ -24,7 +24,7 @@ from smart_support.desk.storm import (
 )
 from smart_support.inference.predictor import Ticket
 from smart_support.metrics import DESK_EVENTS, observe_triage
-from smart_support.storage import agents, incidents, predictions, tickets
+from smart_support.storage import agents, incidents, prediction_row, tickets
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +118,8 @@ class Desk:
             }).inserted_primary_key[0]
             if self.settings.record_predictions:
                 # the prediction log behind drift, and what POST /feedback finds by ticket_id
-                conn.execute(insert(predictions), {
-                    "created_at": now, "ticket_id": ticket_id, "subject": subject,
-                    "description": description, "category": result.category,
-                    "model_category": result.model_category, "confidence": result.confidence,
-                    "urgency": result.urgency_score, "needs_review": result.needs_review,
-                    "model": result.model, "model_version": self.service.model_version})
+                self.storage.record_predictions([prediction_row(
+                    ticket_id, subject, description, result, self.service.model_version)], conn)
             alert = None
             if decision.join_incident is not None:
                 self._join_incident(conn, decision.join_incident, row_id, vector, now)
