@@ -29,21 +29,12 @@ local index = 1
 local headers = { ["Content-Type"] = "application/json" }
 responses, non2xx, status4xx, status5xx, other, degraded = 0, 0, 0, 0, 0, 0
 
+-- the folder this script is in, so the shared loader is found from any working directory
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+local read_bodies = dofile(here .. "wrk_bodies.lua")
+
 function init(args)
-   local path = args[1]
-   if path == nil then
-      error("wrk_post.lua: pass the bodies file after --, e.g. -- bench/results/logs/bodies.jsonl")
-   end
-   local file = assert(io.open(path, "r"), "wrk_post.lua: cannot open " .. path)
-   for line in file:lines() do
-      if #line > 0 then
-         table.insert(bodies, line)
-      end
-   end
-   file:close()
-   if #bodies == 0 then
-      error("wrk_post.lua: no bodies in " .. path)
-   end
+   bodies = read_bodies(args[1], "wrk_post.lua")
    -- Spread the threads' starting points over the list (id is set by setup before init).
    index = ((id or 0) * math.floor(#bodies / 2)) % #bodies + 1
 end

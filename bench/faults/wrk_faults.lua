@@ -32,21 +32,12 @@ status_codes = ""
 history = ""
 cur_sec, cur_n, cur_f = 0, 0, 0
 
+-- the folder this script is in, so the shared loader is found from any working directory
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+local read_bodies = dofile(here .. "../wrk_bodies.lua")
+
 function init(args)
-   local path = args[1]
-   if path == nil then
-      error("wrk_faults.lua: pass the bodies file after --")
-   end
-   local file = assert(io.open(path, "r"), "wrk_faults.lua: cannot open " .. path)
-   for line in file:lines() do
-      if #line > 0 then
-         table.insert(bodies, line)
-      end
-   end
-   file:close()
-   if #bodies == 0 then
-      error("wrk_faults.lua: no bodies in " .. path)
-   end
+   bodies = read_bodies(args[1], "wrk_faults.lua")
    limit = tonumber(args[2] or "0") or 0
    index = ((id or 0) * math.floor(#bodies / 2)) % #bodies + 1
 end

@@ -55,10 +55,6 @@ class Outbox:
         with self._connection(connection) as conn:
             return int(conn.execute(query).scalar_one())
 
-    @property
-    def full(self) -> bool:
-        return self.pending_count() >= self.max_pending
-
     def enqueue(self, alert: dict, connection=None) -> str:
         """Record one alert for every receiver, durably, before the caller answers; inside
         the caller's transaction when `connection` is given."""

@@ -124,7 +124,7 @@ class Desk:
             if decision.join_incident is not None:
                 self._join_incident(conn, decision.join_incident, row_id, vector, now)
             elif decision.opens_incident:
-                self._open_incident(conn, [*decision.open_with, row_id], decision.centroid,
+                self._open_incident(conn, [*decision.open_with, row_id], decision,
                                     subject, description, now)
             elif self.outbox is not None and result.urgency_score > self.settings.alert_threshold:
                 alert = self.outbox.record(
@@ -364,28 +364,30 @@ class Desk:
             centroid=to_bytes(joined(from_bytes(incident["centroid"]),
                                      incident["ticket_count"], vector))))
 
-    def _open_incident(self, conn, member_ids: list[int], centroid, subject, description,
-                       now) -> int:
+    def _open_incident(self, conn, member_ids: list[int], decision: Decision, subject,
+                       description, now) -> int:
         members = conn.execute(select(tickets.c.id, tickets.c.category, tickets.c.alert_id)
                                .where(tickets.c.id.in_(member_ids))).all()
         category = Counter(m.category for m in members).most_common(1)[0][0]
         title = preview(subject, description)[:160]
         incident_id = conn.execute(insert(incidents), {
             "status": OPEN, "title": title, "category": category,
-            "ticket_count": len(members), "centroid": to_bytes(centroid),
+            "ticket_count": len(members), "centroid": to_bytes(decision.centroid),
             "created_at": now, "last_ticket_at": now}).inserted_primary_key[0]
         conn.execute(update(tickets).where(tickets.c.id.in_(member_ids),
                                            tickets.c.incident_id.is_(None))
                      .values(incident_id=incident_id, updated_at=now))
         DESK_EVENTS.labels("incident_opened").inc()
+        withdrawn = 0
         if self.outbox is not None:
             withdrawn = self.outbox.suppress([m.alert_id for m in members if m.alert_id], conn)
             alert = self.outbox.record(incident_alert(incident_id, category, len(members),
                                                       subject, description), conn)
             conn.execute(update(incidents).where(incidents.c.id == incident_id)
                          .values(alert_id=alert["id"]))
-            log.info("incident %s opened with %d tickets (%d earlier alerts withdrawn)",
-                     incident_id, len(members), withdrawn)
+        log.info("incident %s opened with %d tickets, each at cosine >= %.2f to the last "
+                 "(%d earlier alerts withdrawn)", incident_id, len(members),
+                 decision.similarity, withdrawn)
         return incident_id
 
     # -- assignment ---------------------------------------------------------------------
