@@ -224,7 +224,12 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision) -> None:
     """Apply migrations up to REVISION (SMART_SUPPORT_DATABASE_URL, else the SQLite file)."""
-    _storage_unmigrated()[1].migrate(revision)
+    from alembic.util import CommandError
+
+    try:
+        _storage_unmigrated()[1].migrate(revision)
+    except CommandError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"database at revision {revision}")
 
 

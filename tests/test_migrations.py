@@ -198,3 +198,19 @@ def test_the_schema_comparison_would_notice_a_model_the_migrations_lack(database
         with store.engine.connect() as connection:
             differences = compare_metadata(MigrationContext.configure(connection), changed)
     assert [(d[0], d[2], d[3].name) for d in differences] == [("add_column", "agents", "team")]
+
+
+def test_the_db_command_line_upgrades_reports_and_refuses_unknown_revisions(tmp_path):
+    from click.testing import CliRunner
+
+    from smart_support.cli import main
+
+    env = {"SMART_SUPPORT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    runner = CliRunner()
+    before = runner.invoke(main, ["db", "current"], env=env)
+    assert before.exit_code == 0 and f"current None  head {migrations.head()}" in before.output
+    assert runner.invoke(main, ["db", "upgrade"], env=env).exit_code == 0
+    after = runner.invoke(main, ["db", "current"], env=env)
+    assert f"current {migrations.head()}" in after.output
+    bad = runner.invoke(main, ["db", "upgrade", "--revision", "nope"], env=env)
+    assert bad.exit_code == 1 and "nope" in bad.output and "Traceback" not in bad.output

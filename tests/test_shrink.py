@@ -88,3 +88,17 @@ def test_a_student_learns_from_its_teacher_and_records_it(trained_model_dir, tin
     assert metadata["hyperparameters"]["distill_weight"] == 0.7
     teacher_version = json.loads((trained_model_dir / "metadata.json").read_text())["version"]
     assert metadata["version"] != teacher_version
+
+
+def test_a_teacher_with_other_labels_is_refused_clearly(trained_model_dir, tiny_base_model,
+                                                        tmp_path):
+    from conftest import make_tickets, write_jsonl
+
+    two_labels = {"Billing": ["refund", "invoice", "card"], "Legal": ["gdpr", "court", "terms"]}
+    data = write_jsonl(tmp_path / "two.jsonl", make_tickets(10, categories=two_labels))
+    result = CliRunner().invoke(main, [
+        "train", "--data", str(data), "--out", str(tmp_path / "m"), "--base-model",
+        str(tiny_base_model), "--teacher", str(trained_model_dir), "--epochs", "1",
+        "--max-tokens", "32", "--no-progress"])
+    assert result.exit_code != 0 and "teacher's labels" in result.output
+    assert not (tmp_path / "m").exists()

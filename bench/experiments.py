@@ -1,0 +1,171 @@
+"""The experiments behind the README's "measured, not shipped" figures, rerunnable:
+
+    .venv/bin/python bench/experiments.py batching           # about 2 min
+    .venv/bin/python bench/experiments.py layouts            # about 3 min; needs wrk
+    .venv/bin/python bench/experiments.py models models DIR  # per-ticket speed of model dirs
+
+batching: in process, int8, the shipped model. Tickets/s when groups of 16 random test
+          tickets go through one call cut into sub-batches of 1 to 16 (what micro-batching
+          does with concurrent requests), with 1 and 2 torch threads; and 16 threads calling
+          the service with micro-batching on (mean requests per model call).
+layouts:  the server as deployed, under wrk (bench/wrk_post.lua) at 1 and 16 connections, for
+          2 sync workers (the default) and 1 gthread worker x 16 threads with micro-batching;
+          total RSS of master and workers at the end.
+models:   median time of one ticket per call (int8, 1 thread) for each model directory, three
+          rounds interleaved, over the 299 test tickets (e.g. the default against a student made
+          with `smart-support shrink` and `train --teacher`, README "Performance").
+
+Each writes bench/results/experiments-<name>.json and prints its figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(BENCH))
+
+import workload  # noqa: E402
+from procs import child_env, free_port, log  # noqa: E402
+
+
+def test_tickets():
+    from smart_support.inference.predictor import Ticket
+
+    rows = workload.read_tickets(ROOT / "data/test.jsonl")
+    return [Ticket(r.get("subject") or "", r["description"]) for r in rows]
+
+
+def batching(args) -> dict:
+    from smart_support import create_app
+
+    tickets = test_tickets()
+    random.Random(0).shuffle(tickets)
+    groups = [tickets[i:i + 16] for i in range(0, len(tickets) - 15, 16)]
+    out = {"sub_batches": {}, "micro_batching": {}}
+    for threads in (1, 2):
+        app = create_app({"model_dir": args.model_dir, "storm_enabled": False,
+                          "torch_threads": threads, "micro_batching": True,
+                          "data_dir": Path(tempfile.mkdtemp(prefix="experiments-"))})
+        service = app.extensions["smart_support"]
+        predictor = service.predictor
+        for size in (1, 2, 4, 8, 16):
+            predictor.batch_size = size
+            started = time.perf_counter()
+            for group in groups:
+                predictor.predict(group)
+            rate = 16 * len(groups) / (time.perf_counter() - started)
+            out["sub_batches"][f"threads={threads} sub_batch={size}"] = round(rate, 1)
+            log(f"threads {threads}, 16 random tickets per call in sub-batches of {size}: "
+                f"{rate:.1f} tickets/s")
+        predictor.batch_size = 32
+        sizes = []
+        service.batcher._on_batch = sizes.append
+        started = time.perf_counter()
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda i: service.triage([tickets[i % len(tickets)]]), range(320)))
+        rate = 320 / (time.perf_counter() - started)
+        out["micro_batching"][f"threads={threads}"] = {
+            "tickets_per_s": round(rate, 1), "mean_requests_per_call": round(
+                statistics.mean(sizes), 2)}
+        log(f"threads {threads}, 16 callers with micro-batching: {rate:.1f} tickets/s, "
+            f"{statistics.mean(sizes):.2f} requests per model call")
+    return out
+
+
+def layouts(args) -> dict:
+    import run
+    import sysinfo
+
+    rows = workload.read_tickets(ROOT / "data/test.jsonl")
+    log_dir = BENCH / "results" / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    bodies = log_dir / "experiments-bodies.jsonl"
+    bodies.write_text("".join(workload.request_body(r) + "\n" for r in rows))
+    layouts_ = {"2 sync workers (default)": {"WORKERS": 2, "THREADS": 1},
+                "1 gthread worker x 16, micro-batching": {
+                    "WORKERS": 1, "THREADS": 16, "SMART_SUPPORT_MICRO_BATCHING": "true"}}
+    out = {}
+    for name, layout in layouts_.items():
+        env = child_env(HOST="127.0.0.1", PORT=free_port(), SMART_SUPPORT_MODEL_DIR=args.model_dir,
+                        SMART_SUPPORT_ACCESS_LOG="/dev/null", SMART_SUPPORT_LOG_LEVEL="WARNING",
+                        SMART_SUPPORT_DATA_DIR=tempfile.mkdtemp(prefix="experiments-"),
+                        PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="experiments-"),
+                        **layout)
+        with run.Server(name, [run.GUNICORN, "-c", "gunicorn.conf.py", "wsgi:app"], ROOT, env,
+                        log_dir / "experiments-server.log") as server:
+            run.warm_up(server, bodies, 8, log_dir)
+            row = {}
+            for connections in (1, 16):
+                result = run.run_wrk(server, connections, args.duration, bodies,
+                                     log_dir / f"experiments-wrk-{connections}.txt")
+                row[str(connections)] = {k: round(result[k], 1) if isinstance(result[k], float)
+                                         else result[k]
+                                         for k in ("rps", "p50_ms", "p99_ms", "non2xx",
+                                                   "foreign_cores")}
+                log(f"{name}, {connections} connections: {row[str(connections)]}")
+            row["total_rss_mib"] = round(sum(sysinfo.memory_kib(p).get("VmRSS", 0)
+                                             for p in server.pids()) / 1024)
+            log(f"{name}: total RSS {row['total_rss_mib']} MiB")
+        out[name] = row
+    return out
+
+
+def models(args) -> dict:
+    import torch
+
+    from smart_support.inference.artifacts import load_artifacts
+    from smart_support.inference.predictor import Predictor
+
+    torch.set_num_threads(1)
+    tickets = test_tickets()
+    predictors = {}
+    for model_dir in args.model_dirs:
+        predictors[model_dir] = Predictor(load_artifacts(model_dir), 256, 32, "int8")
+        predictors[model_dir].warm_up()
+    rounds = {d: [] for d in predictors}
+    for _ in range(3):
+        for model_dir, predictor in predictors.items():
+            times = []
+            for ticket in tickets:
+                started = time.perf_counter()
+                predictor.predict([ticket])
+                times.append(time.perf_counter() - started)
+            rounds[model_dir].append(statistics.median(times) * 1000)
+    out = {}
+    for model_dir, medians in rounds.items():
+        layers = predictors[model_dir].model.config.num_hidden_layers
+        out[model_dir] = {"layers": layers, "median_ms_by_round": [round(m, 2) for m in medians],
+                          "median_ms": round(statistics.median(medians), 2)}
+        log(f"{model_dir} ({layers} layers): median {out[model_dir]['median_ms']} ms per ticket "
+            f"(rounds {out[model_dir]['median_ms_by_round']})")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("experiment", choices=["batching", "layouts", "models"])
+    parser.add_argument("model_dirs", nargs="*", help="models: the model directories to time")
+    parser.add_argument("--model-dir", default="models", help="batching, layouts: the model")
+    parser.add_argument("--duration", type=int, default=15, help="layouts: seconds per level")
+    args = parser.parse_args()
+    if args.experiment == "models" and not args.model_dirs:
+        parser.error("models: name at least one model directory")
+    figures = {"batching": batching, "layouts": layouts, "models": models}[args.experiment](args)
+    out = BENCH / "results" / f"experiments-{args.experiment}.json"
+    out.write_text(json.dumps({"experiment": args.experiment, "figures": figures,
+                               "machine": __import__("sysinfo").machine()}, indent=2))
+    log(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
