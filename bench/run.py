@@ -433,6 +433,25 @@ def reference_server(args, port: int, log_dir: Path) -> Server:
     return Server("reference-seed", argv, BENCH, env, log_dir / "server-reference-seed.log")
 
 
+def load_levels(server: Server, levels, key: str, results, profile, duration: float,
+                bodies: Path, log_dir: Path) -> None:
+    """Warm up, then wrk at each connection level while memory is sampled; rows go to
+    results["http"][key] as they come (a failure keeps the levels done), memory to key_memory."""
+    warm_up(server, bodies, profile["warmup"], log_dir)
+    sampler = MemorySampler(server)
+    sampler.start()
+    rows = []
+    try:
+        for c in levels:
+            rows.append(run_wrk(server, c, duration, bodies,
+                                log_dir / f"wrk-{server.name}-c{c}.txt"))
+            results["http"][key] = rows
+    finally:
+        sampler.stopped.set()
+        sampler.join()
+    results["http"][f"{key}_memory"] = memory_report(server, sampler)
+
+
 def phase_http(args, profile, results, bodies: Path, log_dir: Path) -> None:
     if shutil.which("wrk") is None:
         message = ("wrk is not installed: skipping the HTTP part (b, c, d). Install it with "
@@ -456,19 +475,8 @@ def phase_http(args, profile, results, bodies: Path, log_dir: Path) -> None:
         try:
             with ours_server(args, free_port(), log_dir, Path(metrics_dir)) as server:
                 results["http"]["ours_ready_s"] = server.ready_s
-                warm_up(server, bodies, profile["warmup"], log_dir)
-                sampler = MemorySampler(server)
-                sampler.start()
-                rows = []
-                try:
-                    for c in CONNECTIONS:
-                        rows.append(run_wrk(server, c, duration, bodies,
-                                            log_dir / f"wrk-smart-support-c{c}.txt"))
-                        results["http"]["ours"] = rows
-                finally:
-                    sampler.stopped.set()
-                    sampler.join()
-                results["http"]["ours_memory"] = memory_report(server, sampler)
+                load_levels(server, CONNECTIONS, "ours", results, profile, duration, bodies,
+                            log_dir)
                 try:
                     results["http"]["ours_breakdown"] = server_breakdown(server)
                 except (OSError, ValueError) as exc:
@@ -494,19 +502,8 @@ def phase_http(args, profile, results, bodies: Path, log_dir: Path) -> None:
     try:
         with reference_server(args, free_port(), log_dir) as server:
             results["http"]["reference_ready_s"] = server.ready_s
-            warm_up(server, bodies, profile["warmup"], log_dir)
-            sampler = MemorySampler(server)
-            sampler.start()
-            rows = []
-            try:
-                for c in REFERENCE_CONNECTIONS:
-                    rows.append(run_wrk(server, c, duration, bodies,
-                                        log_dir / f"wrk-reference-c{c}.txt"))
-                    results["http"]["reference"] = rows
-            finally:
-                sampler.stopped.set()
-                sampler.join()
-            results["http"]["reference_memory"] = memory_report(server, sampler)
+            load_levels(server, REFERENCE_CONNECTIONS, "reference", results, profile, duration,
+                        bodies, log_dir)
     except BenchError as exc:
         log(f"  ERROR: {exc}")
         results["errors"].append(f"reference server: {exc}")
