@@ -45,10 +45,14 @@ def main(verbose: bool) -> None:
                    "for a student made with `shrink`).")
 @click.option("--distill-weight", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="With --teacher: the share of the loss given to matching the teacher.")
+@click.option("--augment", type=click.IntRange(0, 10), default=0, show_default=True,
+              help="Also train on this many perturbed copies of each training ticket (words "
+                   "dropped, sentences reordered); with --teacher, each copy is labelled by "
+                   "the teacher too.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def train(data, out, base_model, epochs, batch_size, learning_rate, urgency_loss_weight,
           max_tokens, seed, review_precision, validation_group_field, include_feedback,
-          teacher, distill_weight, no_progress) -> None:
+          teacher, distill_weight, augment, no_progress) -> None:
     """Fine-tune the classifier, fit the urgency and baseline models, write OUT."""
     from smart_support.training.data import DataError
     from smart_support.training.train import TrainConfig, train as run_training
@@ -58,7 +62,7 @@ def train(data, out, base_model, epochs, batch_size, learning_rate, urgency_loss
                          urgency_loss_weight=urgency_loss_weight, max_tokens=max_tokens,
                          seed=seed, review_precision=review_precision,
                          validation_group_field=validation_group_field,
-                         teacher=teacher, distill_weight=distill_weight,
+                         teacher=teacher, distill_weight=distill_weight, augment=augment,
                          progress=not no_progress)
     try:
         if include_feedback:

@@ -80,12 +80,16 @@ def test_a_student_learns_from_its_teacher_and_records_it(trained_model_dir, tin
     result = CliRunner().invoke(main, [
         "train", "--data", str(tiny_ticket_files["train"]), "--out", str(tmp_path / "models"),
         "--base-model", str(tmp_path / "student"), "--teacher", str(trained_model_dir),
-        "--distill-weight", "0.7", "--epochs", "2", "--batch-size", "8", "--max-tokens", "64",
-        "--no-progress"])
+        "--distill-weight", "0.7", "--augment", "2", "--epochs", "2", "--batch-size", "8",
+        "--max-tokens", "64", "--no-progress"])
     assert result.exit_code == 0, result.output
     metadata = json.loads((tmp_path / "models" / "metadata.json").read_text())
     assert metadata["hyperparameters"]["teacher"] == str(trained_model_dir)
     assert metadata["hyperparameters"]["distill_weight"] == 0.7
+    assert metadata["hyperparameters"]["augment"] == 2
+    # perturbed copies are extra gradient steps only: the recorded split counts originals
+    assert metadata["training_data"]["train_tickets"] + \
+        metadata["training_data"]["validation_tickets"] == metadata["training_data"]["tickets"]
     teacher_version = json.loads((trained_model_dir / "metadata.json").read_text())["version"]
     assert metadata["version"] != teacher_version
 

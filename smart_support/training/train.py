@@ -63,6 +63,7 @@ class TrainConfig:
     teacher: Path | None = None  # a trained model directory whose soft labels are learnt too
     distill_weight: float = 0.5  # share of the loss given to matching the teacher
     distill_temperature: float = 2.0
+    augment: int = 0  # perturbed copies of each training ticket (training/augment.py)
     progress: bool = True
 
 
@@ -223,11 +224,25 @@ def train(config: TrainConfig) -> dict:
     hidden = int(getattr(model.config, "hidden_size", 0) or model.config.dim)
     urgency_head = torch.nn.Linear(hidden, 1)
 
+    # Perturbed copies join the gradient steps only: the urgency ridge, the baseline and
+    # validation read original tickets alone.
+    step_idx = train_idx
+    if config.augment:
+        from smart_support.training.augment import augmented
+
+        copies = augmented([texts[i] for i in train_idx], config.augment, config.seed)
+        originals = np.array([train_idx[i] for i, _ in copies], dtype=int)
+        step_idx = np.concatenate([train_idx, len(texts) + np.arange(len(copies))])
+        texts = texts + [text for _, text in copies]
+        targets = np.concatenate([targets, targets[originals]])
+        urgency = np.concatenate([urgency, urgency[originals]])
+        log.info("augmented: %d perturbed copies of the %d training tickets", len(copies),
+                 len(train_idx))
     sequences = budget.encode(texts)
     teacher_probs = _teacher_probabilities(config, labels, budget, texts)
     params = list(model.parameters()) + list(urgency_head.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.01)
-    steps_per_epoch = len(bucketed_batches(train_idx, sequences, config.batch_size,
+    steps_per_epoch = len(bucketed_batches(step_idx, sequences, config.batch_size,
                                            np.random.default_rng(0)))
     total = steps_per_epoch * config.epochs
     warmup = max(1, total // 10)
@@ -240,7 +255,7 @@ def train(config: TrainConfig) -> dict:
     bar = tqdm(total=total, desc="fine-tuning", unit="batch", disable=not config.progress)
     for epoch in range(config.epochs):
         model.train()
-        for rows in bucketed_batches(train_idx, sequences, config.batch_size, rng):
+        for rows in bucketed_batches(step_idx, sequences, config.batch_size, rng):
             batch = budget.pad([sequences[i] for i in rows])
             logits, pooled = encoder_outputs(model, batch)
             loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(targets[rows]))
