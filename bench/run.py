@@ -693,11 +693,14 @@ def main() -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
 
     metadata = json.loads((Path(args.model_dir) / "metadata.json").read_text())
+    config = json.loads((Path(args.model_dir) / "classifier" / "config.json").read_text())
     results = {
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "profile": "quick" if args.quick else "full", "settings": profile,
         "machine": sysinfo.machine(), "git": git_state(),
         "model_version": metadata.get("version"), "data": args.data,
+        "model_layers": config.get("num_hidden_layers") or config.get("n_layers"),
+        "model_teacher": (metadata.get("hyperparameters") or {}).get("teacher"),
         "inprocess": {}, "http": {}, "errors": [],
     }
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
