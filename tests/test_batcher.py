@@ -27,6 +27,21 @@ class Model:
         return [t.upper() for t in tickets], {"forward": 0.001}, "transformer"
 
 
+def queue_behind_a_running_call(batcher, model, pool, requests):
+    """Hold the model inside a first call, queue `requests` behind it, then let it go.
+    Returns (first future, futures of the queued requests)."""
+    model.release.clear()
+    first = pool.submit(batcher.submit, ["first"])
+    assert model.started.wait(5)
+    waiting = [pool.submit(batcher.submit, request) for request in requests]
+    deadline = time.monotonic() + 5
+    while batcher._jobs.qsize() < len(requests) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert batcher._jobs.qsize() == len(requests)
+    model.release.set()
+    return first, waiting
+
+
 def test_a_lone_request_runs_at_once_with_its_own_answers():
     model = Model()
     batcher = MicroBatcher(model, max_tickets=32)
@@ -39,15 +54,9 @@ def test_a_lone_request_runs_at_once_with_its_own_answers():
 def test_requests_that_wait_while_the_model_runs_share_the_next_call():
     model, sizes = Model(), []
     batcher = MicroBatcher(model, max_tickets=32, on_batch=sizes.append)
-    model.release.clear()
     with ThreadPoolExecutor(6) as pool:
-        first = pool.submit(batcher.submit, ["first"])
-        assert model.started.wait(5)
-        waiting = [pool.submit(batcher.submit, [f"t{i}", f"u{i}"]) for i in range(5)]
-        deadline = time.monotonic() + 5
-        while batcher._jobs.qsize() < 5 and time.monotonic() < deadline:
-            time.sleep(0.001)
-        model.release.set()
+        first, waiting = queue_behind_a_running_call(
+            batcher, model, pool, [[f"t{i}", f"u{i}"] for i in range(5)])
         assert first.result()[0] == ["FIRST"]
         for i, future in enumerate(waiting):
             assert future.result()[0] == [f"T{i}", f"U{i}"]
@@ -57,14 +66,8 @@ def test_requests_that_wait_while_the_model_runs_share_the_next_call():
 def test_a_call_never_grows_past_the_ticket_limit_by_more_than_one_request():
     model, sizes = Model(), []
     batcher = MicroBatcher(model, max_tickets=4, on_batch=sizes.append)
-    model.release.clear()
     with ThreadPoolExecutor(8) as pool:
-        first = pool.submit(batcher.submit, ["x"])
-        assert model.started.wait(5)
-        rest = [pool.submit(batcher.submit, ["a", "b", "c"]) for _ in range(4)]
-        while batcher._jobs.qsize() < 4:
-            time.sleep(0.001)
-        model.release.set()
+        first, rest = queue_behind_a_running_call(batcher, model, pool, [["a", "b", "c"]] * 4)
         first.result()
         assert all(f.result()[0] == ["A", "B", "C"] for f in rest)
     # 4 waiting requests of 3 tickets with a limit of 4: two per call (3, then 6 >= 4)

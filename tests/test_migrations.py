@@ -46,6 +46,10 @@ def revision(engine) -> str | None:
         return migrations.current(connection)
 
 
+def columns(engine) -> dict[str, set[str]]:
+    return {name: {c["name"] for c in inspect(engine).get_columns(name)} for name in ALL_TABLES}
+
+
 def test_there_is_one_head_revision():
     assert migrations.head() == "0002"
 
@@ -63,12 +67,10 @@ def test_migrating_twice_is_a_no_op(database_url):
     with storage(database_url) as store:
         store.migrate()
         store.add_feedback({"subject": "s", "description": "d", "category": "Billing"})
-        schema = {name: {c["name"] for c in inspect(store.engine).get_columns(name)}
-                  for name in ALL_TABLES}
+        schema = columns(store.engine)
         store.migrate()
         assert revision(store.engine) == migrations.head()
-        assert {name: {c["name"] for c in inspect(store.engine).get_columns(name)}
-                for name in ALL_TABLES} == schema
+        assert columns(store.engine) == schema
         assert [r["subject"] for r in store.feedback_rows()] == ["s"]
     with storage(database_url) as other:  # a second process starting up later
         other.migrate()

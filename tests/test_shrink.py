@@ -106,3 +106,14 @@ def test_a_teacher_with_other_labels_is_refused_clearly(trained_model_dir, tiny_
         "--max-tokens", "32", "--no-progress"])
     assert result.exit_code != 0 and "teacher's labels" in result.output
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("count", ["-1", "11", "two"])
+def test_an_augment_count_out_of_range_is_refused_before_training(tiny_base_model,
+                                                                   tiny_ticket_files, tmp_path,
+                                                                   count):
+    result = CliRunner().invoke(main, [
+        "train", "--data", str(tiny_ticket_files["train"]), "--out", str(tmp_path / "m"),
+        "--base-model", str(tiny_base_model), "--augment", count, "--no-progress"])
+    assert result.exit_code == 2 and "--augment" in result.output
+    assert not (tmp_path / "m").exists()
