@@ -34,6 +34,13 @@ STUDENT_ARGS ?= --distill-weight 0.7 --augment 2
 model: install
 	@if [ -f $(MODEL_DIR)/metadata.json ]; then \
 		echo "model present in $(MODEL_DIR) (delete $(MODEL_DIR)/metadata.json to rebuild)"; \
+		for dir in $(MODEL_DIR) $(TEACHER_DIR); do \
+			if [ -f $$dir/metadata.json ] && { [ ! -f $$dir/onnx/classifier/encoder.json ] \
+					|| [ ! -f $$dir/onnx/storm-encoder/encoder.json ]; }; then \
+				echo "exporting $$dir for ONNX Runtime (built before the onnx runtime)"; \
+				$(BIN)/smart-support export --model-dir $$dir || exit 1; \
+			fi; \
+		done; \
 	else \
 		set -e; \
 		if [ -f $(TEACHER_DIR)/metadata.json ]; then \
@@ -56,13 +63,18 @@ serve: model
 test: install
 	$(BIN)/python -m pytest
 
-# Both held-out files, for the served model and (beside it) the teacher it was distilled from.
+# Both held-out files, for the served model (and the same model in the torch runtime, which the
+# onnx export must match) and, beside it, the teacher it was distilled from.
 evaluate: model
 	$(BIN)/smart-support evaluate --data $(TEST_DATA) --model-dir $(MODEL_DIR) --out reports/test.json \
 		--plot reports/reliability-test.png
+	SMART_SUPPORT_RUNTIME=torch $(BIN)/smart-support evaluate --data $(TEST_DATA) \
+		--model-dir $(MODEL_DIR) --out reports/torch-test.json
 	@if [ -f $(DEV_DATA) ]; then \
 		$(BIN)/smart-support evaluate --data $(DEV_DATA) --model-dir $(MODEL_DIR) --out reports/dev.json \
 			--plot reports/reliability-dev.png; \
+		SMART_SUPPORT_RUNTIME=torch $(BIN)/smart-support evaluate --data $(DEV_DATA) \
+			--model-dir $(MODEL_DIR) --out reports/torch-dev.json; \
 	else echo "no $(DEV_DATA): skipping the outside-author evaluation"; fi
 	@if [ -f $(TEACHER_DIR)/metadata.json ]; then \
 		$(BIN)/smart-support evaluate --data $(TEST_DATA) --model-dir $(TEACHER_DIR) \

@@ -1,8 +1,8 @@
 """gunicorn settings for Smart-Support; every value can be overridden from the environment.
 
-torch starts thread pools on first use, and a fork after that can deadlock, so the app is NOT
-preloaded in the master: each worker imports torch and loads the model after the fork.
-workers x torch threads is kept <= the number of cores.
+The app is NOT preloaded in the master: each worker loads the model after the fork, so no
+thread pool (ONNX Runtime's, or torch's with SMART_SUPPORT_RUNTIME=torch, which can deadlock
+after a fork) crosses one. workers x model threads is kept <= the number of cores.
 """
 import os
 import shutil

@@ -1,9 +1,11 @@
 """In-process model throughput and latency: the ceiling that the HTTP server cannot beat.
 
-bench/run.py starts this script once per setting, in a fresh process, because
-  * quantize='int8' rewrites the model's Linear layers in place, so fp32 and int8 each need
-    artifacts loaded afresh, and
-  * torch's intra-op thread pool is sized once per process (torch.set_num_threads before use).
+bench/run.py starts this script once per setting (runtime, quantize, threads), in a fresh
+process, because
+  * quantize='int8' rewrites a torch model's Linear layers in place, so fp32 and int8 each need
+    artifacts loaded afresh,
+  * torch's intra-op thread pool is sized once per process (torch.set_num_threads before use),
+  * and the onnx runtime must show its memory without torch ever imported.
 
 Two sub-commands:
 
@@ -30,8 +32,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-
 from smart_support.config import Settings  # noqa: E402
 from smart_support.inference.artifacts import load_artifacts  # noqa: E402
 from smart_support.inference.predictor import (  # noqa: E402
@@ -46,11 +46,10 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def load_predictor(model_dir: str, quantize: str, threads: int, batch_size: int,
-                   max_tokens: int) -> Predictor:
-    """Artifacts loaded afresh (int8 mutates the model), threads fixed before the first op."""
-    torch.set_num_threads(threads)
-    predictor = Predictor(load_artifacts(model_dir), max_tokens, batch_size, quantize)
+def load_predictor(args, batch_size: int) -> Predictor:
+    """Artifacts loaded afresh (int8 mutates a torch model), threads fixed before the first op."""
+    predictor = Predictor(load_artifacts(args.model_dir, args.runtime), args.max_tokens,
+                          batch_size, args.quantize, args.threads)
     predictor.warm_up()
     return predictor
 
@@ -137,7 +136,7 @@ def measure_table(args, predictor: Predictor, tickets: list[Ticket]) -> list[dic
                 "waited_for_quiet_s": round(waited, 1),
             }
             rows.append(row)
-            log(f"  {args.quantize:>4} {args.threads} thr {order:>7} batch {size:>2}: "
+            log(f"  {args.runtime} {args.quantize:>4} {args.threads} thr {order:>7} batch {size:>2}: "
                 f"{row['tickets_per_s']:7.1f} tickets/s  (repeats {row['repeats_tickets_per_s']},"
                 f" foreign load {row['foreign_cores']:.2f} cores)")
     return rows
@@ -147,9 +146,8 @@ def measure_long_input(args, predictor: Predictor, raw: list[dict],
                        tickets: list[Ticket]) -> dict:
     """Single-ticket latency (batch of one, as POST /classify does) of the long e-mail against
     the ticket of median token length in the test file, interleaved so drift hits both alike."""
-    lengths = [len(ids) for ids in predictor.budget.tokenizer(
-        [ticket_text(t.subject, t.description) for t in tickets], add_special_tokens=False,
-        verbose=False)["input_ids"]]
+    lengths = [len(ids) for ids in predictor.budget.tokens(
+        [ticket_text(t.subject, t.description) for t in tickets])]
     typical_index = sorted(range(len(tickets)), key=lambda i: lengths[i])[len(tickets) // 2]
     subject, body = long_email(raw)
     cases = {"typical": tickets[typical_index], "long_email": Ticket(subject, body)}
@@ -166,8 +164,7 @@ def measure_long_input(args, predictor: Predictor, raw: list[dict],
     result = {}
     for name, ticket in cases.items():
         text = ticket_text(ticket.subject, ticket.description)
-        raw_tokens = len(predictor.budget.tokenizer(text, add_special_tokens=False,
-                                                    verbose=False)["input_ids"])
+        raw_tokens = len(predictor.budget.tokens([text])[0])
         result[name] = {
             "chars": len(ticket.description),
             "tokens_before_budget": raw_tokens,
@@ -196,12 +193,14 @@ def token_stats(predictor: Predictor, tickets: list[Ticket]) -> dict:
 def cmd_table(args) -> dict:
     raw = read_tickets(args.data)
     tickets = [Ticket(t.get("subject") or "", t["description"]) for t in raw]
-    log(f"in-process: {args.quantize}, {args.threads} thread(s), {len(tickets)} tickets")
+    log(f"in-process: {args.runtime} {args.quantize}, {args.threads} thread(s), "
+        f"{len(tickets)} tickets")
     started = time.perf_counter()
-    predictor = load_predictor(args.model_dir, args.quantize, args.threads, 1, args.max_tokens)
+    predictor = load_predictor(args, 1)
     load_s = time.perf_counter() - started
-    out = {"quantize": args.quantize, "threads": args.threads, "torch_threads":
-           torch.get_num_threads(), "load_s": load_s, "max_tokens": args.max_tokens,
+    out = {"runtime": args.runtime, "quantize": args.quantize, "threads": args.threads,
+           "torch_imported": "torch" in sys.modules, "load_s": load_s,
+           "max_rss_mib": sysinfo.own_max_rss_mib(), "max_tokens": args.max_tokens,
            "tokens": token_stats(predictor, tickets), "repeats": args.repeats,
            "max_seconds_per_repeat": args.max_seconds,
            "rows": measure_table(args, predictor, tickets)}
@@ -216,8 +215,7 @@ def cmd_table(args) -> dict:
 def cmd_parallel(args) -> dict:
     raw = read_tickets(args.data)
     tickets = [Ticket(t.get("subject") or "", t["description"]) for t in raw]
-    predictor = load_predictor(args.model_dir, args.quantize, args.threads, args.batch_size,
-                               args.max_tokens)
+    predictor = load_predictor(args, args.batch_size)
     rng = random.Random(args.seed)
     batches = plan_batches(predictor, tickets, args.batch_size, "sorted", rng)
     predictor.predict([tickets[i] for i in batches[0]])
@@ -238,7 +236,8 @@ def cmd_parallel(args) -> dict:
     elapsed = time.perf_counter() - started
     # the machine's busy CPU over exactly this window: run.py subtracts every copy's own CPU
     busy = sysinfo.system_cpu_seconds()[0] - busy0
-    return {"quantize": args.quantize, "threads": args.threads, "batch_size": args.batch_size,
+    return {"runtime": args.runtime, "quantize": args.quantize, "threads": args.threads,
+            "batch_size": args.batch_size,
             "tickets": done, "seconds": elapsed, "tickets_per_s": done / elapsed,
             "cpu_cores": (time.process_time() - cpu0) / elapsed,
             "system_busy_cores": busy / elapsed}
@@ -249,6 +248,7 @@ def main() -> None:
     parser.add_argument("command", choices=("table", "parallel"))
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "test.jsonl")
     parser.add_argument("--model-dir", default=str(ROOT / "models"))
+    parser.add_argument("--runtime", choices=("onnx", "torch"), default=Settings().runtime)
     parser.add_argument("--quantize", choices=("none", "int8"), default="int8")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-tokens", type=int, default=Settings().max_tokens,

@@ -21,6 +21,13 @@ def _noisy(row: dict, key: str = "tickets_per_s") -> str:
     return _f(row[key]) + ("*" if row.get("foreign_cores", 0) > NOISY else "")
 
 
+def mode(t: dict) -> str:
+    """An in-process setting as the report names it: runtime, precision, threads."""
+    threads = f"{t['threads']} thread{'s' if t['threads'] > 1 else ''}"
+    return (f"{t.get('runtime', 'torch')} {'int8' if t['quantize'] == 'int8' else 'fp32'}, "
+            f"{threads}")
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -67,7 +74,8 @@ def markdown(r: dict) -> str:
         ["our p99 at 16 connections", _f(s.get("ours_p99_ms_c16"), "{:.1f} ms"), ""],
         ["HTTP req/s at 16 connections / in-process limit of the server's layout",
          _f(s.get("http_c16_over_inprocess_layout_best"), "{:.0%}"),
-         f"limit {_f(s.get('inprocess_layout_best_tickets_per_s'))} tickets/s: 2 int8 processes"
+         f"limit {_f(s.get('inprocess_layout_best_tickets_per_s'))} tickets/s: 2 onnx int8 "
+         "processes"
          f" x 1 thread run in parallel, batch {s.get('inprocess_layout_best_batch_size', 'n/a')}"],
         ["... against the same limit at batch 1 (what POST /classify runs)",
          _f(s.get("http_c16_over_inprocess_layout_batch1"), "{:.0%}"),
@@ -79,7 +87,7 @@ def markdown(r: dict) -> str:
         ["20,000-char e-mail / typical ticket, in-process",
          _f(s.get("long_email_over_typical_inprocess"), "x{:.2f}"),
          f"{_f(s.get('long_email_ms_inprocess'))} vs {_f(s.get('typical_ms_inprocess'))} ms "
-         "(int8, 1 thread, batch of one)"],
+         "(onnx int8, 1 thread, batch of one)"],
         ["20,000-char e-mail / typical ticket, over HTTP",
          _f(s.get("long_email_over_typical_http"), "x{:.2f}"), "sequential requests"],
     ]
@@ -139,8 +147,7 @@ def markdown(r: dict) -> str:
         sizes = sorted({row["batch_size"] for t in tables for row in t["rows"]})
         rows = []
         for t in tables:
-            label = f"{'int8' if t['quantize'] == 'int8' else 'fp32'}, {t['threads']} thread" \
-                    f"{'s' if t['threads'] > 1 else ''}"
+            label = mode(t)
             by_size = {row["batch_size"]: row for row in t["rows"] if row["order"] == "sorted"}
             foreign = max(row["foreign_cores"] for row in t["rows"])
             rows.append([label] + [_noisy(by_size[b]) if b in by_size else "" for b in sizes]
@@ -153,8 +160,7 @@ def markdown(r: dict) -> str:
         if arrival:
             t = arrival[0][0]
             by_size = {row["batch_size"]: row for tt, row in arrival}
-            out += [f"Same {('int8' if t['quantize'] == 'int8' else 'fp32')}, {t['threads']} "
-                    "thread, but batches taken in file order (separate /classify/batch "
+            out += [f"Same {mode(t)}, but batches taken in file order (separate /classify/batch "
                     "requests of that size: each padded to its longest ticket):", ""]
             out += _table([f"batch {b}" for b in sizes],
                           [[_noisy(by_size[b]) if b in by_size else "" for b in sizes]])
@@ -162,13 +168,12 @@ def markdown(r: dict) -> str:
                for t in tables]
         out += ["Latency of one ticket alone (batch 1, per `predict` call):", ""]
         out += _table(["setting", "p50 ms", "p95 ms", "p99 ms"],
-                      [[f"{'int8' if t['quantize'] == 'int8' else 'fp32'}, {t['threads']} "
-                        f"thread{'s' if t['threads'] > 1 else ''}", _f(b[1]["call_ms_p50"]),
+                      [[mode(t), _f(b[1]["call_ms_p50"]),
                         _f(b[1]["call_ms_p95"]), _f(b[1]["call_ms_p99"])]
                        for t, b in one if 1 in b])
         parallel = inproc.get("parallel", [])
         if parallel:
-            out += ["**Server layout** (2 gunicorn workers x 1 torch thread): two int8 "
+            out += ["**Server layout** (2 gunicorn workers x 1 model thread): two onnx int8 "
                     "1-thread processes started together, each timed over the same window; "
                     "their sum is the model limit the HTTP server can approach:", ""]
             out += _table(["batch size", "tickets/s, both together", "per process",
@@ -181,7 +186,7 @@ def markdown(r: dict) -> str:
             li = t.get("long_input")
             if not li:
                 continue
-            label = f"{'int8' if t['quantize'] == 'int8' else 'fp32'}, {t['threads']} thread"
+            label = mode(t)
             for name in ("typical", "long_email"):
                 x = li[name]
                 long_rows.append([label, name.replace("_", " "), x["chars"],
@@ -208,7 +213,8 @@ def markdown(r: dict) -> str:
         out += [
             "Real server started exactly as deployed: `.venv/bin/gunicorn -c gunicorn.conf.py "
             "wsgi:app` with HOST=127.0.0.1, a free PORT, WORKERS=2, SMART_SUPPORT_MODEL_DIR="
-            "models (so int8, 1 torch thread per worker, JSON access log on). Load: `wrk "
+            "models (so the onnx runtime, int8, 1 model thread per worker, JSON access log on). "
+            "Load: `wrk "
             f"--latency`, {http.get('duration_s', '?')} s per level after a warm-up, "
             "`bench/wrk_post.lua` POSTing the test tickets round-robin to /classify; wrk uses "
             "min(connections, 2) threads and a 10 s timeout. wrk is a closed loop: each "
@@ -298,7 +304,7 @@ def plot(r: dict, path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.6))
-    styles = (("Smart-Support (int8, 2 workers)", ours, "tab:blue"),
+    styles = (("Smart-Support (onnx int8, 2 workers)", ours, "tab:blue"),
               ("REFERENCE seed-shaped (fp32 x2 passes)", ref, "tab:orange"))
     for label, rows, color in styles:
         if not rows:
@@ -313,7 +319,8 @@ def plot(r: dict, path: Path) -> bool:
     for layout in r.get("inprocess", {}).get("parallel", []):
         right.axhline(layout["tickets_per_s"], color="grey",
                       linestyle=":" if layout["batch_size"] == 1 else "-.", linewidth=1,
-                      label=f"in-process limit, 2 x 1 thread int8, batch {layout['batch_size']}")
+                      label=f"in-process limit, 2 x 1 thread onnx int8, batch "
+                            f"{layout['batch_size']}")
     connections = sorted({row["connections"] for row in ours + ref})
     for axis in (left, right):
         axis.set_xscale("log", base=2)

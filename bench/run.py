@@ -7,8 +7,9 @@ reference server, and memory, in one run. `make bench` runs it; see bench/README
 Writes bench/results/{results.json, report.md, plot.png} and prints the key ratios.
 
 Why the pieces are separate processes:
-  * every in-process setting runs in a fresh process (int8 quantisation mutates the model in
-    place; torch's thread pool is sized once per process);
+  * every in-process setting runs in a fresh process (int8 quantisation mutates a torch model
+    in place; torch's thread pool is sized once per process; ONNX Runtime must run without
+    torch imported);
   * the servers are started exactly as deployed (`gunicorn -c gunicorn.conf.py wsgi:app`), each
     in its own process group, so one killpg stops master and workers whatever happens;
   * wrk (a C load generator) rather than a Python client, so the client is not the bottleneck
@@ -46,7 +47,11 @@ GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
 CONNECTIONS = (1, 4, 16, 64)
 REFERENCE_CONNECTIONS = (1, 16)
 BATCH_SIZES = (1, 8, 16, 32, 64)
-INPROCESS_SETTINGS = (("none", 1), ("none", 2), ("int8", 1), ("int8", 2))
+# (runtime, quantize, threads). The served mode is the service's default: onnx, int8, and
+# 1 thread per worker; torch shows what the onnx runtime gained.
+SERVED = ("onnx", "int8")
+INPROCESS_SETTINGS = (("torch", "none", 1), ("torch", "int8", 1), ("onnx", "none", 1),
+                      ("onnx", "int8", 1), ("onnx", "int8", 2))
 SERVER_WORKERS = 2
 NOISY_FOREIGN_CORES = 0.2  # others using more than this during a measurement: flag it
 
@@ -94,15 +99,15 @@ def _terminate(signum, frame):
 # --------------------------------------------------------------------------------------------
 # (a) in-process
 
-def run_inprocess_table(args, profile, quantize: str, threads: int) -> dict:
-    argv = [PYTHON, BENCH / "inprocess.py", "table", "--quantize", quantize,
+def run_inprocess_table(args, profile, runtime: str, quantize: str, threads: int) -> dict:
+    argv = [PYTHON, BENCH / "inprocess.py", "table", "--runtime", runtime, "--quantize", quantize,
             "--threads", threads, "--data", args.data, "--model-dir", args.model_dir,
             "--batch-sizes", ",".join(map(str, BATCH_SIZES)),
             "--repeats", profile["repeats"], "--max-seconds", profile["max_seconds"]]
     argv += ["--quiet-budget", QUIET.remaining]
     if threads == 1:  # the server's layout: long inputs and batch order matter most here
         argv += ["--long-input", "--long-repeats", profile["long_repeats"]]
-        if profile["arrival_order"] and quantize == "int8":
+        if profile["arrival_order"] and (runtime, quantize) == SERVED:
             argv += ["--orders", "sorted,arrival"]
     proc = CHILDREN.start(argv, stdout=subprocess.PIPE, text=True, env=child_env(),
                           cwd=ROOT)
@@ -110,10 +115,11 @@ def run_inprocess_table(args, profile, quantize: str, threads: int) -> dict:
         out, _ = proc.communicate(timeout=900)
     except subprocess.TimeoutExpired:
         Children.stop(proc, grace=2)
-        raise BenchError(f"in-process run {quantize}/{threads} thread(s) took over 15 min") \
+        raise BenchError(f"in-process run {runtime} {quantize}/{threads} thread(s) took over "
+                         "15 min") \
             from None
     if proc.returncode != 0:
-        raise BenchError(f"in-process run {quantize}/{threads} thread(s) failed "
+        raise BenchError(f"in-process run {runtime} {quantize}/{threads} thread(s) failed "
                          f"(exit {proc.returncode}); its errors are above")
     result = json.loads(out.strip().splitlines()[-1])
     QUIET.spend(result.get("waited_for_quiet_s", 0.0))
@@ -121,14 +127,15 @@ def run_inprocess_table(args, profile, quantize: str, threads: int) -> dict:
 
 
 def run_parallel(args, profile, batch_size: int, copies: int = SERVER_WORKERS) -> dict:
-    """`copies` int8 1-thread processes running at the same time, as gunicorn's workers do.
+    """`copies` 1-thread processes of the served mode running at once, as gunicorn's workers do.
 
     Each loads on its own, says READY, and all get GO together, so their timed windows
     overlap; the sum of their rates is the model limit of the server's layout."""
     procs = []
     for k in range(copies):
         procs.append(CHILDREN.start(
-            [PYTHON, BENCH / "inprocess.py", "parallel", "--quantize", "int8", "--threads", 1,
+            [PYTHON, BENCH / "inprocess.py", "parallel", "--runtime", SERVED[0],
+             "--quantize", SERVED[1], "--threads", 1,
              "--batch-size", batch_size, "--duration", profile["parallel_duration"],
              "--seed", k, "--data", args.data, "--model-dir", args.model_dir],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env(), cwd=ROOT))
@@ -157,16 +164,22 @@ def run_parallel(args, profile, batch_size: int, copies: int = SERVER_WORKERS) -
             "waited_for_quiet_s": round(waited, 1)}
 
 
+def served_table(table: dict) -> bool:
+    """The in-process table of the mode the server runs, one thread (its workers' layout)."""
+    return (table.get("runtime", "torch"), table["quantize"]) == SERVED and table["threads"] == 1
+
+
 def phase_inprocess(args, profile, results) -> None:
     log("\n== (a) in-process model limit (data: %s) ==" % args.data)
     tables = []
-    for quantize, threads in INPROCESS_SETTINGS:
-        tables.append(run_inprocess_table(args, profile, quantize, threads))
+    for runtime, quantize, threads in INPROCESS_SETTINGS:
+        tables.append(run_inprocess_table(args, profile, runtime, quantize, threads))
         results["inprocess"]["tables"] = tables
-    int8_1 = next(t for t in tables if t["quantize"] == "int8" and t["threads"] == 1)
-    sorted_rows = [r for r in int8_1["rows"] if r["order"] == "sorted"]
+    served = next(t for t in tables if served_table(t))
+    sorted_rows = [r for r in served["rows"] if r["order"] == "sorted"]
     best = max(sorted_rows, key=lambda r: r["tickets_per_s"])["batch_size"]
-    log(f"\n-- in-process, server layout: {SERVER_WORKERS} int8 processes x 1 thread, "
+    log(f"\n-- in-process, server layout: {SERVER_WORKERS} {' '.join(SERVED)} processes x 1 "
+        "thread, "
         f"in parallel (batch 1 = what POST /classify runs; batch {best} = best single-process)")
     parallel = []
     for size in sorted({1, best}):
@@ -567,12 +580,19 @@ def summarise(results: dict) -> dict:
     if foreign:
         s["max_foreign_cores"] = max(foreign)
     for table in inproc.get("tables", []):
-        key = f"{'int8' if table['quantize'] == 'int8' else 'fp32'}_{table['threads']}thread"
+        key = (f"{table.get('runtime', 'torch')}_"
+               f"{'int8' if table['quantize'] == 'int8' else 'fp32'}_{table['threads']}thread")
         rows = [r for r in table["rows"] if r["order"] == "sorted"]
         top = max(rows, key=lambda r: r["tickets_per_s"])
         s[f"inprocess_best_{key}"] = {"tickets_per_s": top["tickets_per_s"],
                                       "batch_size": top["batch_size"]}
-        if table["quantize"] == "int8" and table["threads"] == 1 and "long_input" in table:
+        by_size = {r["batch_size"]: r for r in rows}
+        if 1 in by_size:
+            s[f"inprocess_batch1_{key}"] = {"tickets_per_s": by_size[1]["tickets_per_s"],
+                                            "call_ms_p50": by_size[1]["call_ms_p50"]}
+        if table.get("max_rss_mib"):
+            s[f"inprocess_rss_mib_{key}"] = table["max_rss_mib"]
+        if served_table(table) and "long_input" in table:
             s["long_email_over_typical_inprocess"] = table["long_input"]["ratio_p50"]
             s["long_email_ms_inprocess"] = table["long_input"]["long_email"]["ms_p50"]
             s["typical_ms_inprocess"] = table["long_input"]["typical"]["ms_p50"]
@@ -603,7 +623,7 @@ def print_summary(s: dict, results: dict) -> None:
         ("HTTP at 16 conn / in-process limit of the layout",
          fmt("http_c16_over_inprocess_layout_best", "{:.0%}")
          + (f"  (limit {s['inprocess_layout_best_tickets_per_s']:.1f} tickets/s: "
-            f"{SERVER_WORKERS} int8 processes x 1 thread in parallel, batch "
+            f"{SERVER_WORKERS} {' '.join(SERVED)} processes x 1 thread in parallel, batch "
             f"{s['inprocess_layout_best_batch_size']})"
             if has("inprocess_layout_best_tickets_per_s") else "")),
         ("... same limit at batch 1 (what /classify runs)",
@@ -617,8 +637,15 @@ def print_summary(s: dict, results: dict) -> None:
         ("20,000-char e-mail / typical ticket, in-process",
          fmt("long_email_over_typical_inprocess", "x{:.2f}")
          + (f"  ({s['long_email_ms_inprocess']:.1f} vs {s['typical_ms_inprocess']:.1f} ms, "
-            "int8, 1 thread)" if has("long_email_ms_inprocess") else "")),
+            f"{' '.join(SERVED)}, 1 thread)" if has("long_email_ms_inprocess") else "")),
         ("... same over HTTP", fmt("long_email_over_typical_http", "x{:.2f}")),
+        ("one ticket in-process, 1 thread: onnx int8 / torch int8",
+         (f"{s['inprocess_batch1_onnx_int8_1thread']['call_ms_p50']:.2f} / "
+          f"{s['inprocess_batch1_torch_int8_1thread']['call_ms_p50']:.2f} ms p50; process RSS "
+          f"{s.get('inprocess_rss_mib_onnx_int8_1thread', 0):.0f} / "
+          f"{s.get('inprocess_rss_mib_torch_int8_1thread', 0):.0f} MiB")
+         if has("inprocess_batch1_onnx_int8_1thread", "inprocess_batch1_torch_int8_1thread")
+         else "n/a"),
         ("non-2xx / socket errors / degraded answers",
          f"{s.get('ours_non2xx_total', 'n/a')} / {s.get('ours_socket_errors_total', 'n/a')} / "
          f"{s.get('ours_degraded_total', 'n/a')}"),
@@ -715,7 +742,7 @@ def main() -> int:
                 try:
                     phase_inprocess(args, profile, results)
                     long_input = next((t["long_input"] for t in results["inprocess"]["tables"]
-                                       if "long_input" in t and t["quantize"] == "int8"), None)
+                                       if "long_input" in t and served_table(t)), None)
                     if long_input:
                         results["typical_index"] = long_input["typical"]["index"]
                 except BenchError as exc:

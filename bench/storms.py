@@ -4,11 +4,12 @@
     make storms                                 # the same
 
 Streams tickets through the detector that the desk runs (smart_support.desk.storm.decide with
-the packaged all-MiniLM-L6-v2, int8 as served; --fp32 adds fp32), for two detectors: "count"
-(more than 10 tickets above a cosine within 5 minutes) and "lift" (the same count, and the
-topic at least N times more frequent in the last 5 minutes than in the hours before; near-
-copies at cosine >= 0.65 count alone), over a sweep of thresholds. Every window has the rest
-of the quiet tickets as its history (hours older):
+the packaged all-MiniLM-L6-v2, in ONNX Runtime int8 as served; --fp32 adds fp32, --runtime
+torch the torch encoder), for two detectors: "count" (more than 10 tickets above a cosine
+within 5 minutes) and "lift" (the same count, and the topic at least N times more frequent in
+the last 5 minutes than in the hours before; near-copies at cosine >= 0.65 count alone), over
+a sweep of thresholds. Every window has the rest of the quiet tickets as its history (hours
+older):
   * quiet traffic: the 2,118 tickets of data/train.jsonl and data/test.jsonl (7 writers, in
     random order), cut into windows of 300 tickets, each inside ONE 5-minute window (300
     tickets in 5 minutes is ~86,000 a day: far denser than a real desk); and, as an extreme,
@@ -42,6 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from smart_support.desk.storm import StormPolicy, Window, decide, joined  # noqa: E402
+from smart_support import storm_encoder_path  # noqa: E402
+from smart_support.config import Settings  # noqa: E402
 from smart_support.inference.embedder import Embedder  # noqa: E402
 from smart_support.inference.predictor import Ticket  # noqa: E402
 
@@ -183,6 +186,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--fp32", action="store_true", help="also measure the fp32 encoder")
+    parser.add_argument("--runtime", choices=("onnx", "torch"), default=Settings().runtime,
+                        help="onnx: the export in --model-dir, as served; torch: the packaged "
+                             "checkpoint")
+    parser.add_argument("--model-dir", type=Path, default=ROOT / "models")
     args = parser.parse_args()
     import torch
 
@@ -198,11 +205,13 @@ def main() -> None:
         splits[set_name] = {"tuning": names[:len(names) // 2],
                             "held_out": names[len(names) // 2:]}
 
-    results = {"storm_count": STORM_COUNT, "modes": {},
+    results = {"storm_count": STORM_COUNT, "runtime": args.runtime, "modes": {},
                "splits": splits, "quiet_tickets": len(quiet_rows), "dev_tickets": len(dev_rows)}
     for mode in ("int8", "none") if args.fp32 else ("int8",):
         started = time.perf_counter()
-        embedder = Embedder(quantize=mode)
+        embedder = Embedder(storm_encoder_path(Settings(model_dir=args.model_dir,
+                                                        runtime=args.runtime)),
+                            quantize=mode, runtime=args.runtime)
         quiet = embed_all(embedder, quiet_rows)
         dev = embed_all(embedder, dev_rows) if dev_rows else None
         storms = {set_name: {n: embed_all(embedder, [r for r in rows if r["storm"] == n])

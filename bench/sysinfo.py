@@ -54,6 +54,13 @@ def children_of(pid: int) -> list[int]:
     return sorted(children)
 
 
+def own_max_rss_mib() -> float:
+    """This process's peak resident memory so far."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """VmRSS (now), VmHWM (peak resident since start) and Pss (shared pages split fairly)."""
     values: dict[str, int] = {}

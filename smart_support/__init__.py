@@ -112,13 +112,32 @@ def _open_desk(settings, service, storage, outbox):
         return None
     embedder = None
     if settings.storm_enabled and service.ready:
+        encoder = storm_encoder_path(settings)
         try:
-            embedder = Embedder(settings.storm_encoder or None, quantize=settings.quantize)
+            embedder = Embedder(encoder, quantize=settings.quantize, runtime=settings.runtime,
+                                threads=settings.torch_threads)
         except EmbedderError as exc:
-            name = Path(exc.path).name  # never the server's full path
+            # the encoder directory's name and the file in it, never the server's full path
+            path = Path(exc.path)
+            name = (str(encoder.name / path.relative_to(encoder))
+                    if encoder and path.is_relative_to(encoder) else path.name)
             service.refuse(f"storm-detection encoder {name} (SMART_SUPPORT_STORM_ENCODER): "
                            f"{exc.reason.split(' (')[0]}", name)
     return Desk(storage, service, settings, outbox, embedder)
+
+
+def storm_encoder_path(settings):
+    """SMART_SUPPORT_STORM_ENCODER, else the model directory's export (onnx runtime) or the
+    packaged all-MiniLM-L6-v2 (torch runtime, None)."""
+    from pathlib import Path
+
+    from smart_support.inference.runtime import ONNX_DIR, STORM_ENCODER_EXPORT
+
+    if settings.storm_encoder:
+        return Path(settings.storm_encoder)
+    if settings.runtime == "onnx":
+        return Path(settings.model_dir) / ONNX_DIR / STORM_ENCODER_EXPORT
+    return None
 
 
 def _serve_docs_assets(app: Flask) -> None:

@@ -286,3 +286,23 @@ def shrink(model_dir, layers, out) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(f"wrote {out}: layers {kept} of the classifier in {model_dir}; now train it: "
                f"smart-support train --base-model {out} --data ... --out ...")
+
+
+@main.command()
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("models"), show_default=True, help="The trained model to export.")
+@click.option("--storm-encoder", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Hugging Face sentence-encoder directory for storm detection "
+                   "[default: the packaged all-MiniLM-L6-v2].")
+def export(model_dir, storm_encoder) -> None:
+    """Export the classifier and the storm encoder to ONNX (fp32 and int8) for the onnx runtime."""
+    from smart_support.inference.artifacts import ArtifactError
+    from smart_support.training.export import ExportError, export_model_dir
+
+    try:
+        written = export_model_dir(model_dir, storm_encoder)
+    except (ArtifactError, ExportError, OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for name, manifest in written.items():
+        click.echo(f"exported the {manifest['kind']} of {model_dir} ({manifest['source']}): "
+                   f"ONNX Runtime within {manifest['max_abs_difference_fp32']:.1e} of torch")

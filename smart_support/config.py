@@ -42,6 +42,7 @@ class Settings:
     micro_batching: bool = False
     torch_threads: int = 1
     quantize: str = "int8"
+    runtime: str = "onnx"
     override_enabled: bool = True
     override_category: str = "Billing"
     override_max_confidence: float | None = None
@@ -134,6 +135,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}REVIEW_THRESHOLD must be in [0, 1]")
         if self.quantize not in {"none", "int8"}:
             raise ConfigError(f"{PREFIX}QUANTIZE must be none or int8")
+        if self.runtime not in {"onnx", "torch"}:
+            raise ConfigError(f"{PREFIX}RUNTIME must be onnx or torch")
         for name in ("storm_similarity", "storm_copy_similarity", "storm_join_similarity"):
             if not -1.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be a cosine in [-1, 1]")

@@ -35,7 +35,9 @@ def test_a_shrunk_student_trains_and_serves(trained_model_dir, tiny_ticket_files
     app = create_app({"model_dir": tmp_path / "models", "TESTING": True})
     response = app.test_client().post("/classify", json={"description": "refund my invoice"})
     assert response.status_code == 200
-    assert app.extensions["smart_support"].artifacts.model.config.num_hidden_layers == 1
+    served = app.extensions["smart_support"].artifacts
+    assert served.runtime == "onnx"
+    assert AutoConfig.from_pretrained(served.model_dir / "classifier").num_hidden_layers == 1
 
 
 def test_a_distilbert_classifier_shrinks_too(tmp_path):

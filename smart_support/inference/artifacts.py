@@ -6,6 +6,7 @@ Layout (written by `smart-support train`):
     urgency.json        ridge regression over the classifier's mean-pooled hidden states
     baseline.pkl        TF-IDF + logistic regression / ridge, trained on the same data
     metadata.json       version, base model, training-data digest, file digests, metrics
+    onnx/               the encoders exported for ONNX Runtime (inference/runtime.py)
 
 Pickle runs code when loaded, so a .pkl file is only unpickled from the configured directory
 and only after its SHA-256 matches the digest that training recorded in metadata.json.
@@ -46,6 +47,10 @@ class Artifacts:
     model: Any
     urgency: dict
     baseline: dict
+    runtime: str = "torch"
+    pad_token_id: int = 0
+    export_dir: Path | None = None  # onnx runtime: the classifier's export
+    export: dict | None = None      # ... and its encoder.json
 
     @property
     def version(self) -> str:
@@ -104,8 +109,9 @@ def classifier_labels(config_path: Path) -> list[str]:
     return [str(id2label[str(i)]) for i in ids]
 
 
-def load_artifacts(model_dir: Path | str) -> Artifacts:
-    """Load and cross-check every artifact, or raise ArtifactError naming the faulty file."""
+def load_artifacts(model_dir: Path | str, runtime: str = "torch") -> Artifacts:
+    """Load and cross-check every artifact, or raise ArtifactError naming the faulty file.
+    runtime "torch" loads the checkpoint; "onnx" checks its export and never imports torch."""
     model_dir = Path(model_dir).resolve()
     if not model_dir.is_dir():
         raise ArtifactError(model_dir, "model directory missing; build it with `make model`")
@@ -120,7 +126,9 @@ def load_artifacts(model_dir: Path | str) -> Artifacts:
     if labels != list(metadata["labels"]):
         raise ArtifactError(classifier_dir / "config.json",
                             f"labels {labels} disagree with {METADATA_FILE} {metadata['labels']}")
-    if not any((classifier_dir / name).is_file() for name in WEIGHT_FILES):
+    weights = next((classifier_dir / n for n in WEIGHT_FILES if (classifier_dir / n).is_file()),
+                   None)
+    if weights is None:
         raise ArtifactError(classifier_dir / WEIGHT_FILES[0], "missing (no model weights)")
 
     encoder = load_verified_pickle(model_dir / LABEL_ENCODER_FILE, digests.get(LABEL_ENCODER_FILE))
@@ -144,12 +152,27 @@ def load_artifacts(model_dir: Path | str) -> Artifacts:
     if list(getattr(baseline["classifier"], "classes_", [])) != labels:
         raise ArtifactError(model_dir / BASELINE_FILE, "baseline classes disagree with the labels")
 
-    tokenizer, model = _load_checkpoint(classifier_dir)
-    hidden = int(getattr(model.config, "hidden_size", 0) or getattr(model.config, "dim", 0))
+    hidden = hidden_size(classifier_dir / "config.json")
     if len(urgency.get("coef", [])) != hidden:
         raise ArtifactError(urgency_path, f"has {len(urgency.get('coef', []))} coefficients, "
                                           f"the classifier's hidden size is {hidden}")
-    return Artifacts(model_dir, metadata, labels, tokenizer, model, urgency, baseline)
+    loaded = Artifacts(model_dir, metadata, labels, None, None, urgency, baseline, runtime)
+    if runtime == "torch":
+        loaded.tokenizer, loaded.model = _load_checkpoint(classifier_dir)
+        loaded.pad_token_id = int(loaded.tokenizer.pad_token_id or 0)
+    else:
+        from smart_support.inference import runtime as rt
+
+        loaded.export_dir, loaded.export = rt.check_classifier_export(model_dir, weights, labels,
+                                                                      urgency)
+        loaded.tokenizer = rt.load_tokenizer(loaded.export_dir, loaded.export)
+        loaded.pad_token_id = int(loaded.export["pad_token_id"])
+    return loaded
+
+
+def hidden_size(config_path: Path) -> int:
+    config = read_json(config_path)
+    return int(config.get("hidden_size") or config.get("dim") or 0)
 
 
 def _load_checkpoint(classifier_dir: Path):

@@ -4,6 +4,8 @@ preprocess: one text per ticket, tokenized once, long e-mails cut to a token bud
             head and the tail (greeting and subject up front, the actual ask often at the end).
 forward:    one encoder pass per batch, tickets sorted by length so padding stays small; the
             same pass gives the class logits and the hidden states the urgency ridge reads.
+            The pass runs in ONNX Runtime or torch (inference/runtime.py); this module needs
+            neither, so a server on ONNX Runtime never imports torch.
 postprocess: softmax, labels from the model config, urgency clipped into [0, 1].
 """
 from __future__ import annotations
@@ -14,7 +16,6 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
-import torch
 
 HEAD_SHARE = 0.75
 WORD = re.compile(r"[^\W\d_][\w'’-]*")
@@ -40,13 +41,25 @@ def ticket_text(subject: str, description: str) -> str:
 
 
 class TokenBudget:
-    """Tokenize without truncation, then keep head and tail tokens within `max_tokens`."""
+    """Tokenize without truncation, then keep head and tail tokens within `max_tokens`.
 
-    def __init__(self, tokenizer, max_tokens: int):
-        self.tokenizer = tokenizer
+    Works on the `tokenizers` library's Tokenizer, which both runtimes share: a transformers
+    tokenizer is accepted and its backend used, so training and serving cut texts alike."""
+
+    def __init__(self, tokenizer, max_tokens: int, pad_id: int | None = None):
+        from tokenizers import Tokenizer
+
+        backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+        if pad_id is None:
+            pad_id = getattr(tokenizer, "pad_token_id", None)
+        # A private copy: transformers sets truncation and padding on its backend per call.
+        self.tokenizer = Tokenizer.from_str(backend.to_str())
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        self.pad_id = int(pad_id or 0)
         self.max_tokens = max_tokens
-        with_special = tokenizer("a")["input_ids"]
-        core = tokenizer("a", add_special_tokens=False)["input_ids"]
+        with_special = self.tokenizer.encode("a").ids
+        core = self.tokenizer.encode("a", add_special_tokens=False).ids
         start = _find(with_special, core)
         self.prefix = list(with_special[:start])
         self.suffix = list(with_special[start + len(core):])
@@ -58,18 +71,19 @@ class TokenBudget:
             ids = list(ids[:head]) + list(ids[len(ids) - (self.inner - head):])
         return self.prefix + list(ids) + self.suffix
 
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        pieces = self.tokenizer(list(texts), add_special_tokens=False,
-                                verbose=False)["input_ids"]
-        return [self.cut(ids) for ids in pieces]
+    def tokens(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids without special tokens and without the budget."""
+        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
-    def pad(self, sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return [self.cut(ids) for ids in self.tokens(texts)]
+
+    def pad(self, sequences: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
         width = max(len(s) for s in sequences)
-        pad_id = self.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        input_ids = np.full((len(sequences), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(sequences), width), dtype=np.int64)
         for row, seq in enumerate(sequences):
-            input_ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+            input_ids[row, :len(seq)] = seq
             mask[row, :len(seq)] = 1
         return {"input_ids": input_ids, "attention_mask": mask}
 
@@ -81,45 +95,34 @@ def _find(haystack: Sequence[int], needle: Sequence[int]) -> int:
     raise ValueError("tokenizer adds special tokens in a way this budget cannot handle")
 
 
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-
-
-def encoder_outputs(model, batch: dict[str, torch.Tensor], layer: int = -1):
-    """Class logits and the mean-pooled hidden state of `layer`, from one forward pass."""
-    out = model(**batch, output_hidden_states=True)
-    return out.logits, mean_pool(out.hidden_states[layer], batch["attention_mask"])
-
-
 def length_sorted_batches(sequences: Sequence[Sequence[int]], size: int) -> Iterable[list[int]]:
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     for start in range(0, len(order), size):
         yield order[start:start + size]
 
 
-def quantized(model):
-    """Dynamic int8 quantisation of the Linear layers, in place: ~3x faster on this CPU for
-    ~0.002 macro-F1 on the held-out files (README, "Accuracy")."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear},
-                                                      dtype=torch.qint8, inplace=True)
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 class Predictor:
-    """Runs the classifier and the urgency ridge over tickets; created once per process."""
+    """Runs the classifier and the urgency ridge over tickets; created once per process.
 
-    def __init__(self, artifacts, max_tokens: int, batch_size: int, quantize: str = "none"):
+    `threads`: intra-op threads of the encoder (None: the runtime's default, all cores)."""
+
+    def __init__(self, artifacts, max_tokens: int, batch_size: int, quantize: str = "none",
+                 threads: int | None = None):
+        from smart_support.inference.runtime import classifier_encoder
+
         self.labels = list(artifacts.labels)
-        self.model = quantized(artifacts.model) if quantize == "int8" else artifacts.model
-        self.budget = TokenBudget(artifacts.tokenizer, max_tokens)
-        self.batch_size = batch_size
         urgency = artifacts.urgency
         self.urgency_layer = int(urgency.get("layer", -1))
-        self.urgency_coef = torch.tensor(urgency["coef"], dtype=torch.float32)
+        self.encoder = classifier_encoder(artifacts, self.urgency_layer, quantize, threads)
+        self.budget = TokenBudget(artifacts.tokenizer, max_tokens, artifacts.pad_token_id)
+        self.batch_size = batch_size
+        self.urgency_coef = np.asarray(urgency["coef"], dtype=np.float32)
         self.urgency_intercept = float(urgency["intercept"])
         self.temperature = float(artifacts.metadata.get("calibration", {}).get("temperature", 1.0))
 
@@ -127,12 +130,11 @@ class Predictor:
         """Calibrated class probabilities and raw urgency per token sequence, in input order."""
         probs = np.zeros((len(sequences), len(self.labels)), dtype=np.float32)
         urgency = np.zeros(len(sequences), dtype=np.float32)
-        with torch.inference_mode():
-            for rows in length_sorted_batches(sequences, self.batch_size):
-                batch = self.budget.pad([sequences[i] for i in rows])
-                logits, pooled = encoder_outputs(self.model, batch, self.urgency_layer)
-                probs[rows] = torch.softmax(logits.float() / self.temperature, dim=-1).numpy()
-                urgency[rows] = (pooled.float() @ self.urgency_coef + self.urgency_intercept).numpy()
+        for rows in length_sorted_batches(sequences, self.batch_size):
+            batch = self.budget.pad([sequences[i] for i in rows])
+            logits, pooled = self.encoder(batch["input_ids"], batch["attention_mask"])
+            probs[rows] = softmax(logits.astype(np.float32) / self.temperature)
+            urgency[rows] = pooled.astype(np.float32) @ self.urgency_coef + self.urgency_intercept
         return probs, urgency
 
     def predict(self, tickets: Sequence[Ticket]) -> tuple[list[Prediction], dict[str, float]]:

@@ -67,14 +67,12 @@ class TriageService:
 
     def load(self) -> None:
         """Load and verify artifacts once; on failure keep the reason instead of raising."""
-        import torch
-
-        torch.set_num_threads(self.settings.torch_threads)
         started = time.perf_counter()
         try:
-            artifacts = load_artifacts(self.settings.model_dir)
+            artifacts = load_artifacts(self.settings.model_dir, self.settings.runtime)
             predictor = Predictor(artifacts, self.settings.max_tokens,
-                                  self.settings.inference_batch_size, self.settings.quantize)
+                                  self.settings.inference_batch_size, self.settings.quantize,
+                                  self.settings.torch_threads)
             predictor.warm_up()
             fallback = BaselinePredictor(artifacts.baseline)
         except ArtifactError as exc:
@@ -95,8 +93,9 @@ class TriageService:
             self.batcher = MicroBatcher(self._predict_watched, self.settings.inference_batch_size,
                                         on_batch=MICRO_BATCH.observe)
         self.not_ready = None
-        log.info("model %s loaded from %s in %.2f s", artifacts.version, artifacts.model_dir,
-                 time.perf_counter() - started)
+        log.info("model %s loaded from %s in %.2f s (%s runtime, %s)", artifacts.version,
+                 artifacts.model_dir, time.perf_counter() - started, self.settings.runtime,
+                 self.settings.quantize)
 
     def refuse(self, reason: str, path: str | None = None) -> None:
         """Another artifact the service depends on is missing or broken: not ready."""

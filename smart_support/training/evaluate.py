@@ -82,7 +82,7 @@ def reliability_plot(report: dict, path: Path) -> None:
 
 def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8) -> dict:
     tickets = load_tickets(data)
-    artifacts = load_artifacts(settings.model_dir)
+    artifacts = load_artifacts(settings.model_dir, settings.runtime)
     digest = file_sha256(data)
     if digest == artifacts.metadata.get("training_data", {}).get("sha256"):
         raise DataError(f"{data} is the file this model was trained on; "
@@ -112,7 +112,8 @@ def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8)
     calibration = calibration_report(predictions, truth, artifacts, settings)
     return {
         "data": {"path": str(data), "sha256": digest, "tickets": len(tickets)},
-        "model": {"version": artifacts.version, "quantize": settings.quantize,
+        "model": {"version": artifacts.version, "runtime": settings.runtime,
+                  "quantize": settings.quantize,
                   "base_model": artifacts.metadata.get("base_model"),
                   "model_dir": str(artifacts.model_dir)},
         "transformer": {
@@ -141,7 +142,8 @@ def render_report(report: dict) -> str:
     t, b, rule = report["transformer"], report["baseline"], report["billing_rule"]
     lines = [
         f"{report['data']['path']}: {report['data']['tickets']} tickets, "
-        f"model {report['model']['version']}",
+        f"model {report['model']['version']} ({report['model']['runtime']} runtime, "
+        f"{report['model']['quantize']})",
         f"{'':28}{'transformer':>12}{'baseline':>10}",
         f"{'macro-F1 (with rule)':28}{t['macro_f1']:>12.4f}{b['macro_f1']:>10.4f}",
         f"{'macro-F1 (model only)':28}{t['model_only']['macro_f1']:>12.4f}",

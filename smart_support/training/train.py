@@ -30,9 +30,9 @@ from tqdm.auto import tqdm
 
 from smart_support.inference import artifacts as art
 from smart_support.inference.baseline import BaselinePredictor
-from smart_support.inference.predictor import (
-    TokenBudget, encoder_outputs, length_sorted_batches, mean_pool, ticket_text,
-)
+from smart_support.inference.runtime import ONNX_DIR
+from smart_support.inference.predictor import TokenBudget, length_sorted_batches, ticket_text
+from smart_support.inference.torch_encoder import encoder_outputs, mean_pool, tensors
 from smart_support.training.baseline import fit_baseline
 from smart_support.training.data import DataError, file_sha256, load_tickets
 from smart_support.training.metrics import (
@@ -127,7 +127,7 @@ def embed(model, budget: TokenBudget, texts, layers, batch_size=32):
     model.eval()
     with torch.inference_mode():
         for rows in length_sorted_batches(sequences, batch_size):
-            batch = budget.pad([sequences[i] for i in rows])
+            batch = tensors(budget.pad([sequences[i] for i in rows]))
             out = model(**batch, output_hidden_states=True)
             probs[rows] = torch.softmax(out.logits, -1).numpy()
             for layer in layers:
@@ -256,7 +256,7 @@ def train(config: TrainConfig) -> dict:
     for epoch in range(config.epochs):
         model.train()
         for rows in bucketed_batches(step_idx, sequences, config.batch_size, rng):
-            batch = budget.pad([sequences[i] for i in rows])
+            batch = tensors(budget.pad([sequences[i] for i in rows]))
             logits, pooled = encoder_outputs(model, batch)
             loss = torch.nn.functional.cross_entropy(logits, torch.as_tensor(targets[rows]))
             if teacher_probs is not None:
@@ -384,12 +384,16 @@ def _write_model_dir(out: Path, model, tokenizer, labels, ridge, layer, baseline
             "intercept": float(ridge.intercept_),
             "coef": [float(c) for c in ridge.coef_],
         }))
+        # The ONNX Runtime export (the default runtime) is part of every model directory.
+        from smart_support.training.export import export_model_dir
+
+        export_model_dir(staging)
         metadata["files"] = {name: art.sha256_file(staging / name) for name in art.DIGESTED_FILES}
         (staging / art.METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
         # metadata.json goes first and comes back last: a directory caught half-way through
         # has none, so the service reports it not ready instead of mixing two trainings.
         (out / art.METADATA_FILE).unlink(missing_ok=True)
-        for name in (art.CLASSIFIER_DIR, *art.DIGESTED_FILES):
+        for name in (art.CLASSIFIER_DIR, ONNX_DIR, *art.DIGESTED_FILES):
             target = out / name
             if target.is_dir():
                 shutil.rmtree(target)
