@@ -111,8 +111,9 @@ def decide(vector: np.ndarray, window: Window, linked: set[int],
     times = window.times[window.start:window.end]
     recent = times >= now - policy.window_seconds if now is not None \
         else np.ones(len(window_ids), bool)
-    free = np.fromiter((int(i) not in linked for i in window_ids), dtype=bool,
-                       count=len(window_ids)) if linked else np.ones(len(window_ids), bool)
+    # vectorised: a Python loop over a 20,000-ticket window cost milliseconds per ticket
+    free = ~np.isin(window_ids, np.fromiter(linked, dtype=np.int64, count=len(linked))) \
+        if linked else np.ones(len(window_ids), bool)
     candidates = recent & free
     close = scores >= policy.similarity
     if policy.min_lift is None:
