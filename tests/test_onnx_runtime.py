@@ -140,3 +140,24 @@ def test_a_distilbert_model_is_served_by_onnx_runtime_like_torch(tmp_path):
     torch_probs, torch_urgency = predictions(out, "torch")
     np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-4)
     np.testing.assert_allclose(onnx_urgency, torch_urgency, atol=1e-4)
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+def test_either_runtime_serves_and_says_which_it_is(trained_model_dir, runtime):
+    client = create_app({"model_dir": trained_model_dir, "runtime": runtime,
+                         "quantize": "none"}).test_client()
+    ready = client.get("/ready").get_json()
+    assert ready["runtime"] == {"name": runtime, "quantize": "none", "threads": 1}
+    answer = client.post("/classify", json={"subject": "refund", "description": "charged twice"})
+    assert answer.status_code == 200
+    assert answer.get_json()["model"] == "transformer"
+
+
+def test_both_runtimes_answer_alike_over_http(trained_model_dir):
+    ticket = {"subject": "login", "description": "error on every page since the update"}
+    answers = [create_app({"model_dir": trained_model_dir, "runtime": runtime, "quantize": "none"})
+               .test_client().post("/classify", json=ticket).get_json()
+               for runtime in ("onnx", "torch")]
+    assert answers[0]["category"] == answers[1]["category"]
+    for label, score in answers[0]["scores"].items():
+        assert abs(score - answers[1]["scores"][label]) <= 2e-4

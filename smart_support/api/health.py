@@ -25,7 +25,11 @@ def ready():
     service = current_app.extensions["smart_support"]
     if service.ready:
         return {"ready": True, "model_version": service.model_version,
-                "labels": service.artifacts.labels, "degraded": service.degraded,
+                "labels": service.artifacts.labels,
+                "runtime": {"name": service.settings.runtime,
+                            "quantize": service.settings.quantize,
+                            "threads": service.settings.torch_threads},
+                "degraded": service.degraded,
                 "breaker": service.breaker.snapshot(), "alerts": _alerts_state(),
                 "desk": _desk_state()}
     return {"ready": False, "model_version": None, "reason": service.not_ready.reason,

@@ -146,6 +146,8 @@ class ReadySchema(Schema):
     ready = fields.Boolean(required=True)
     model_version = fields.String(allow_none=True)
     labels = fields.List(fields.String())
+    runtime = fields.Dict(metadata={"description": "Where the model runs: name (onnx or torch), "
+                                                   "quantize (int8 or none), threads per call."})
     degraded = fields.Boolean(metadata={"description": "The breaker is open: the baseline answers."})
     breaker = fields.Dict(metadata={"description": "Circuit-breaker state of the worker that answered."})
     alerts = fields.Dict(allow_none=True, metadata={
