@@ -126,3 +126,27 @@ def test_a_missing_group_is_refused(runner, tmp_path, tiny_base_model):
                                   "--out", str(tmp_path / "m")])
     assert result.exit_code != 0
     assert "missing source" in result.output
+
+
+def test_a_base_tokenizer_s_own_truncation_and_padding_are_not_saved(runner, tmp_path):
+    """The packaged MiniLM's tokenizer.json pads and truncates to 128; the token budget replaces
+    both, and checkpoints must not depend on which code path touched the tokenizer last."""
+    base = build_tiny_checkpoint(tmp_path / "base", "bert")
+    path = base / "tokenizer.json"
+    config = json.loads(path.read_text())
+    config["truncation"] = {"direction": "Right", "max_length": 128, "strategy": "LongestFirst",
+                            "stride": 0}
+    config["padding"] = {"strategy": {"Fixed": 128}, "direction": "Right",
+                         "pad_to_multiple_of": None, "pad_id": 0, "pad_type_id": 0,
+                         "pad_token": "[PAD]"}
+    path.write_text(json.dumps(config))
+    data = write_jsonl(tmp_path / "train.jsonl", make_tickets(10, seed=5))
+    out = tmp_path / "models"
+    result = runner.invoke(main, ["train", "--data", str(data), "--out", str(out), "--base-model",
+                                  str(base), "--epochs", "1", "--max-tokens", "32",
+                                  "--no-progress"])
+    assert result.exit_code == 0, result.output
+    for saved in (out / "classifier" / "tokenizer.json",
+                  out / "onnx" / "classifier" / "tokenizer.json"):
+        config = json.loads(saved.read_text())
+        assert config["truncation"] is None and config["padding"] is None, saved

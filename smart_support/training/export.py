@@ -125,7 +125,7 @@ def export_classifier(model_dir: Path) -> dict:
     def build(staging: Path) -> None:
         difference = _export(ClassifierOutputs(model, layer), budget, ["logits", "pooled"],
                              staging)
-        tokenizer.backend_tokenizer.save(str(staging / rt.TOKENIZER_FILE))
+        budget.tokenizer.save(str(staging / rt.TOKENIZER_FILE))  # no truncation or padding
         manifest.update({
             "kind": "classifier", "source": str(weights.relative_to(model_dir)),
             "source_sha256": art.sha256_file(weights), "labels": labels, "urgency_layer": layer,
@@ -150,7 +150,7 @@ def export_sentence_encoder(source: Path | None, out: Path) -> dict:
 
     def build(staging: Path) -> None:
         difference = _export(SentenceEmbedding(model), budget, ["embedding"], staging)
-        tokenizer.backend_tokenizer.save(str(staging / rt.TOKENIZER_FILE))
+        budget.tokenizer.save(str(staging / rt.TOKENIZER_FILE))  # no truncation or padding
         manifest.update({
             "kind": "sentence encoder", "source": name,
             "dimension": int(model.config.hidden_size), "outputs": ["embedding"],

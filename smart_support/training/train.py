@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 
 from smart_support.inference import artifacts as art
 from smart_support.inference.baseline import BaselinePredictor
-from smart_support.inference.runtime import ONNX_DIR
 from smart_support.inference.predictor import TokenBudget, length_sorted_batches, ticket_text
+from smart_support.inference.runtime import ONNX_DIR
 from smart_support.inference.torch_encoder import encoder_outputs, mean_pool, tensors
 from smart_support.training.baseline import fit_baseline
 from smart_support.training.data import DataError, file_sha256, load_tickets
@@ -371,6 +371,10 @@ def _write_model_dir(out: Path, model, tokenizer, labels, ridge, layer, baseline
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
     try:
         model.save_pretrained(staging / art.CLASSIFIER_DIR)
+        # The token budget replaces truncation and padding: a base's own fixed settings (the
+        # packaged MiniLM pads to 128) would otherwise be written into every checkpoint.
+        tokenizer.backend_tokenizer.no_truncation()
+        tokenizer.backend_tokenizer.no_padding()
         tokenizer.save_pretrained(staging / art.CLASSIFIER_DIR)
         encoder = LabelEncoder().fit(labels)
         with open(staging / art.LABEL_ENCODER_FILE, "wb") as handle:
