@@ -46,10 +46,10 @@ model: install
 		if [ -f $(TEACHER_DIR)/metadata.json ]; then \
 			echo "teacher present in $(TEACHER_DIR)"; \
 		else \
-			echo "building the model, step 1/2: the 6-layer teacher into $(TEACHER_DIR) (about 10 min on 2 cores)"; \
+			echo "building the model, step 1/2: the 6-layer teacher into $(TEACHER_DIR) (about 7 to 11 min on 2 cores)"; \
 			$(BIN)/smart-support --verbose train --data $(TRAIN_DATA) --out $(TEACHER_DIR) $(TRAIN_ARGS); \
 		fi; \
-		echo "building the model, step 2/2: the $(STUDENT_LAYERS)-layer student into $(MODEL_DIR) (about 13 min)"; \
+		echo "building the model, step 2/2: the $(STUDENT_LAYERS)-layer student into $(MODEL_DIR) (about 10 to 14 min)"; \
 		$(BIN)/smart-support shrink --model-dir $(TEACHER_DIR) --layers $(STUDENT_LAYERS) \
 			--out $(MODEL_DIR)/student-base; \
 		$(BIN)/smart-support --verbose train --data $(TRAIN_DATA) --out $(MODEL_DIR) \
@@ -88,7 +88,7 @@ clean-model:
 		$(TEACHER_DIR)
 
 # `make bench`: the model's in-process limit, the server as deployed under wrk, a seed-shaped
-# reference server, and memory, in one run (about 10 min; BENCH_ARGS=--quick: about 3 min).
+# reference server, and memory, in one run (about 6 min; BENCH_ARGS=--quick: about 3 min).
 # Writes bench/results/{report.md,plot.png,results.json}; see bench/README.md.
 BENCH_ARGS ?=
 .PHONY: bench
