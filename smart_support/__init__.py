@@ -37,6 +37,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.sort_keys = False
     app.config.update({k: v for k, v in test_config.items() if k.isupper()})
 
+    _one_blas_thread()
     service = TriageService(settings)
     app.extensions["smart_support"] = service
     service.load()
@@ -124,6 +125,17 @@ def _open_desk(settings, service, storage, outbox):
             service.refuse(f"storm-detection encoder {name} (SMART_SUPPORT_STORM_ENCODER): "
                            f"{exc.reason.split(' (')[0]}", name)
     return Desk(storage, service, settings, outbox, embedder)
+
+
+def _one_blas_thread() -> None:
+    """numpy's OpenBLAS starts threads on every core for a large enough product. Beside a model
+    that already has its cores, they wait for each other: measured by hand with
+    bench/desk_latency.py, the storm decision's window product (2,000 x 384) took 3-6 ms with
+    OpenBLAS threads (2 model threads or more) and 0.2 ms in one. The service's products are
+    small, so BLAS runs in one thread and the cores stay the model's."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def storm_encoder_path(settings):

@@ -192,3 +192,13 @@ def test_an_unexpected_error_is_a_500_without_internals(app, monkeypatch):
     response = app.test_client().post("/classify", json=TICKET)
     body = assert_error(response, 500)
     assert "secret" not in json.dumps(body)
+
+
+def test_numpy_blas_runs_in_one_thread_beside_the_model(trained_model_dir):
+    """OpenBLAS threads beside the model's wait for each other (the storm window product ran
+    about 20x slower), whatever SMART_SUPPORT_TORCH_THREADS gives the model."""
+    from threadpoolctl import threadpool_info
+
+    create_app({"model_dir": trained_model_dir, "torch_threads": 2})
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and all(pool["num_threads"] == 1 for pool in blas)
