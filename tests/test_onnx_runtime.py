@@ -161,3 +161,26 @@ def test_both_runtimes_answer_alike_over_http(trained_model_dir):
     assert answers[0]["category"] == answers[1]["category"]
     for label, score in answers[0]["scores"].items():
         assert abs(score - answers[1]["scores"][label]) <= 2e-4
+
+
+def test_export_of_a_missing_model_directory_names_the_file_and_writes_nothing(runner,
+                                                                              tmp_path):
+    result = runner.invoke(main, ["export", "--model-dir", str(tmp_path / "absent")])
+    assert result.exit_code != 0
+    assert "urgency.json" in result.output and "missing" in result.output
+    assert not (tmp_path / "absent").exists()
+
+
+def test_export_with_an_unusable_storm_encoder_fails_and_keeps_the_old_one(model_copy, runner,
+                                                                           tmp_path):
+    storm = model_copy / "onnx" / "storm-encoder"
+    before = (storm / "encoder.json").read_text()
+    broken = tmp_path / "not-an-encoder"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    result = runner.invoke(main, ["export", "--model-dir", str(model_copy),
+                                  "--storm-encoder", str(broken)])
+    assert result.exit_code != 0
+    assert "not-an-encoder" in result.output and "config.json" in result.output
+    assert (storm / "encoder.json").read_text() == before
+    assert not [p for p in storm.parent.iterdir() if p.name.startswith(".")]  # no staging left

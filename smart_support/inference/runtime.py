@@ -18,7 +18,6 @@ from pathlib import Path
 
 from smart_support.inference.artifacts import ArtifactError, read_json, sha256_file
 
-RUNTIMES = ("onnx", "torch")
 ONNX_DIR = "onnx"
 CLASSIFIER_EXPORT = "classifier"
 STORM_ENCODER_EXPORT = "storm-encoder"
