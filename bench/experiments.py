@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/experiments.py batching           # about 2 min
     .venv/bin/python bench/experiments.py layouts            # about 3 min; needs wrk
+    .venv/bin/python bench/experiments.py overhead           # about 4 min; needs wrk
     .venv/bin/python bench/experiments.py models models DIR  # per-ticket speed of model dirs
 
 batching: in process, int8, the shipped model. Tickets/s when groups of 16 random test
@@ -11,6 +12,10 @@ batching: in process, int8, the shipped model. Tickets/s when groups of 16 rando
 layouts:  the server as deployed, under wrk (bench/wrk_post.lua) at 1 and 16 connections, for
           2 sync workers (the default) and 1 gthread worker x 16 threads with micro-batching;
           total RSS of master and workers at the end.
+overhead: the deployed server under wrk at 16 connections, once as shipped and once with each
+          per-request cost taken away (prediction log, access log, ...), variants interleaved over
+          rounds; median req/s and server CPU per request of each, so each cost's share is
+          measured in one run.
 models:   median time of one ticket per call (int8, 1 thread) for each model directory, three
           rounds interleaved, over the 299 test tickets (e.g. the default against a student made
           with `smart-support shrink` and `train --teacher`, README "Performance").
@@ -120,6 +125,52 @@ def layouts(args) -> dict:
     return out
 
 
+OVERHEAD_VARIANTS = {
+    "as shipped": {},
+    "prediction log written per request": {"SMART_SUPPORT_PREDICTION_LOG_FLUSH_SECONDS": "0"},
+    "no prediction log": {"SMART_SUPPORT_RECORD_PREDICTIONS": "false"},
+    "no access log": {"SMART_SUPPORT_ACCESS_LOG": "/dev/null"},
+}
+
+
+def overhead(args) -> dict:
+    import run
+
+    rows = workload.read_tickets(ROOT / "data/test.jsonl")
+    log_dir = BENCH / "results" / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    bodies = log_dir / "experiments-bodies.jsonl"
+    bodies.write_text("".join(workload.request_body(r) + "\n" for r in rows))
+    runs: dict[str, list[dict]] = {name: [] for name in OVERHEAD_VARIANTS}
+    for round_ in range(args.rounds):
+        for name, variant in OVERHEAD_VARIANTS.items():
+            env = child_env(HOST="127.0.0.1", PORT=free_port(),
+                            SMART_SUPPORT_MODEL_DIR=args.model_dir,
+                            SMART_SUPPORT_DATA_DIR=tempfile.mkdtemp(prefix="experiments-"),
+                            PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="experiments-"),
+                            **variant)
+            with run.Server(name, [run.GUNICORN, "-c", "gunicorn.conf.py", "wsgi:app"], ROOT,
+                            env, log_dir / "experiments-server.log") as server:
+                run.warm_up(server, bodies, 4, log_dir)
+                result = run.run_wrk(server, 16, args.duration, bodies,
+                                     log_dir / "experiments-wrk-16.txt")
+            runs[name].append(result)
+            log(f"round {round_ + 1}, {name}: {result['rps']:.1f} req/s, "
+                f"{result['server_cpu_ms_per_request']:.2f} ms server CPU per request")
+    out = {}
+    for name, results in runs.items():
+        out[name] = {
+            "median_rps": round(statistics.median(r["rps"] for r in results), 1),
+            "median_server_cpu_ms": round(statistics.median(
+                r["server_cpu_ms_per_request"] for r in results), 3),
+            "median_p99_ms": round(statistics.median(r["p99_ms"] for r in results), 1),
+            "non2xx": sum(r["non2xx"] for r in results),
+            "rps_by_round": [round(r["rps"], 1) for r in results],
+        }
+        log(f"{name}: {out[name]}")
+    return out
+
+
 def models(args) -> dict:
     import torch
 
@@ -153,14 +204,17 @@ def models(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("experiment", choices=["batching", "layouts", "models"])
+    parser.add_argument("experiment", choices=["batching", "layouts", "overhead", "models"])
     parser.add_argument("model_dirs", nargs="*", help="models: the model directories to time")
     parser.add_argument("--model-dir", default="models", help="batching, layouts: the model")
-    parser.add_argument("--duration", type=int, default=15, help="layouts: seconds per level")
+    parser.add_argument("--duration", type=int, default=15,
+                        help="layouts, overhead: seconds per level")
+    parser.add_argument("--rounds", type=int, default=3, help="overhead: interleaved rounds")
     args = parser.parse_args()
     if args.experiment == "models" and not args.model_dirs:
         parser.error("models: name at least one model directory")
-    figures = {"batching": batching, "layouts": layouts, "models": models}[args.experiment](args)
+    figures = {"batching": batching, "layouts": layouts, "overhead": overhead,
+               "models": models}[args.experiment](args)
     out = BENCH / "results" / f"experiments-{args.experiment}.json"
     out.write_text(json.dumps({"experiment": args.experiment, "figures": figures,
                                "machine": __import__("sysinfo").machine()}, indent=2))

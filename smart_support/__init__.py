@@ -42,6 +42,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["smart_support"] = service
     service.load()
     app.extensions["smart_support_storage"] = _open_storage(settings)
+    app.extensions["smart_support_prediction_log"] = _prediction_log(
+        settings, app.extensions["smart_support_storage"])
     app.extensions["smart_support_alerts"] = _start_alerts(
         settings, app.extensions["smart_support_storage"])
     app.extensions["smart_support_desk"] = _open_desk(
@@ -79,6 +81,15 @@ def _open_storage(settings):
     except Exception:  # noqa: BLE001 - any driver or filesystem fault
         logging.getLogger(__name__).exception("storage unavailable")
         return None
+
+
+def _prediction_log(settings, storage):
+    """The batched writer of /classify answers, or None when there is nothing to log to."""
+    if storage is None or not settings.record_predictions:
+        return None
+    from smart_support.prediction_log import PredictionLog
+
+    return PredictionLog(storage, settings.prediction_log_flush_seconds)
 
 
 def _start_alerts(settings, storage):

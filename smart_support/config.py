@@ -56,6 +56,7 @@ class Settings:
     data_dir: Path = Path("var")
     database_url: str = ""
     record_predictions: bool = True
+    prediction_log_flush_seconds: float = 0.05
     max_feedback_note_chars: int = 2_000
     webhook_urls: tuple[str, ...] = ()
     webhook_secret: str = ""
@@ -133,6 +134,8 @@ class Settings:
             raise ConfigError(f"{PREFIX}API_KEYS: each key must have at least 16 characters")
         if self.review_threshold is not None and not 0.0 <= self.review_threshold <= 1.0:
             raise ConfigError(f"{PREFIX}REVIEW_THRESHOLD must be in [0, 1]")
+        if not 0.0 <= self.prediction_log_flush_seconds <= 10.0:
+            raise ConfigError(f"{PREFIX}PREDICTION_LOG_FLUSH_SECONDS must be in [0, 10]")
         if self.quantize not in {"none", "int8"}:
             raise ConfigError(f"{PREFIX}QUANTIZE must be none or int8")
         if self.runtime not in {"onnx", "torch"}:

@@ -37,6 +37,9 @@ ANSWERS = Counter("smart_support_answers_total", "Tickets answered, by the model
 ALERTS = Counter("smart_support_alerts_total",
                  "Urgent-ticket alerts by outcome: queued, not_recorded (outbox full or "
                  "unavailable), delivered, pending (a retry is scheduled), dead.", ["outcome"])
+PREDICTION_LOG_DROPPED = Counter("smart_support_prediction_log_dropped_total",
+                                 "Prediction-log rows not written (storage failed, or the "
+                                 "in-memory queue was full); answers were not affected.")
 BREAKER_TRANSITIONS = Counter("smart_support_breaker_transitions_total",
                               "Circuit-breaker state changes, by new state.", ["state"])
 BREAKER_OPEN = Gauge("smart_support_breaker_open",

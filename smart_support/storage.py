@@ -217,6 +217,15 @@ class Storage:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DESK_LOCK_KEY})
                 yield conn
 
+    def write_transaction(self):
+        """A transaction that reads then writes, without the desk's lock. On SQLite it takes
+        the write lock up front (BEGIN IMMEDIATE): a deferred transaction whose read snapshot
+        is overtaken by another connection's commit (the prediction-log writer's, say) fails
+        at its first write with "database is locked" instead of waiting."""
+        if self.is_sqlite:
+            return self.engine.execution_options(sqlite_begin="BEGIN IMMEDIATE").begin()
+        return self.engine.begin()
+
     def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema to `revision`, one process at a time."""
         from smart_support.migrations import upgrade

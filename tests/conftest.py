@@ -193,4 +193,6 @@ def make_desk_app(trained_model_dir, database_url):
 
     yield make
     for app in made:
+        if app.extensions.get("smart_support_prediction_log"):
+            app.extensions["smart_support_prediction_log"].close()
         app.extensions["smart_support_storage"].engine.dispose()

@@ -3,6 +3,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -66,11 +67,12 @@ def gunicorn(model_dir: Path, workdir: Path, **settings):
             time.sleep(0.2)
         yield base, process
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        if process.poll() is None:  # a test may have stopped it already
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
         log.close()
 
 
@@ -105,3 +107,30 @@ def test_metrics_sum_over_every_worker(server):
                 if l.startswith("smart_support_http_requests_total")
                 and 'endpoint="/classify"' in l and 'status="200"' in l)
     assert float(line.rsplit(" ", 1)[1]) >= 6
+
+
+def test_a_stopped_server_writes_the_prediction_log_it_was_holding(trained_model_dir, tmp_path):
+    # a flush interval far longer than the test: only the workers' exit can write these rows
+    with gunicorn(trained_model_dir, tmp_path, prediction_log_flush_seconds=10) as (base, process):
+        for number in range(8):
+            body = {"ticket_id": f"T-{number}", "description": "the export button crashes"}
+            assert call(base + "/classify", body)[0] == 200
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    database = sqlite3.connect(tmp_path / "var" / "smart_support.db")
+    logged = {r[0] for r in database.execute("SELECT ticket_id FROM predictions")}
+    database.close()
+    assert logged == {f"T-{number}" for number in range(8)}
+
+
+def test_a_correction_finds_a_ticket_classified_by_the_other_worker(trained_model_dir, tmp_path):
+    with gunicorn(trained_model_dir, tmp_path) as (base, _):
+        for number in range(6):  # sync workers: these land on both of them
+            body = {"ticket_id": f"T-{number}", "description": f"login fails on laptop {number}"}
+            status, text = call(base + "/classify", body)
+            assert status == 200
+            # no text is sent: a 201 means the logged ticket was found, whichever worker had it
+            status, record = call(base + "/feedback", {"ticket_id": f"T-{number}",
+                                                       "category": "Technical"})
+            assert status == 201, record
+            assert json.loads(record)["predicted_category"] == json.loads(text)["category"]

@@ -63,6 +63,7 @@ def test_prediction_log_keeps_text_only_with_a_ticket_id(desk):
     app, client = desk
     client.post("/classify", json={"description": "anonymous ticket"})
     client.post("/classify/batch", json={"tickets": [{"description": "kept", "ticket_id": "A"}]})
+    app.extensions["smart_support_prediction_log"].flush()
     storage = app.extensions["smart_support_storage"]
     with storage.engine.connect() as connection:
         rows = connection.exec_driver_sql(
@@ -103,6 +104,7 @@ def test_drift_reports_live_traffic_against_training(runner, desk, tmp_path, mon
     app, client = desk
     for text in ("refund my card", "login error", "gdpr request", "refund twice"):
         client.post("/classify", json={"description": text})
+    app.extensions["smart_support_prediction_log"].flush()
     settings = app.extensions["smart_support"].settings
     monkeypatch.setenv("SMART_SUPPORT_DATA_DIR", str(settings.data_dir))
     out, plot = tmp_path / "drift.json", tmp_path / "drift.png"

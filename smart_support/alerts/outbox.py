@@ -103,7 +103,7 @@ class Outbox:
         now = _now()
         due = or_(and_(alerts.c.status == PENDING, alerts.c.next_attempt_at <= now),
                   and_(alerts.c.status == DELIVERING, alerts.c.lease_until < now))
-        with self.storage.engine.begin() as connection:
+        with self.storage.write_transaction() as connection:
             for row in connection.execute(select(alerts).where(due)
                                           .order_by(alerts.c.next_attempt_at).limit(5)).mappings():
                 taken = connection.execute(

@@ -88,16 +88,13 @@ def raise_alerts(payloads, tickets, results, service) -> list[dict | None]:
 
 def log_predictions(payloads, results, model_version) -> None:
     """The prediction log behind `smart-support drift`; text only when a ticket_id was sent.
-    Statistics, not accepted data: a storage failure is logged and never fails the request."""
-    storage = current_app.extensions.get("smart_support_storage")
-    if storage is None or not current_app.extensions["smart_support"].settings.record_predictions:
+    Statistics, not accepted data: written in batches, and a storage failure is counted and
+    logged, never a failed request (smart_support.prediction_log)."""
+    prediction_log = current_app.extensions.get("smart_support_prediction_log")
+    if prediction_log is None:
         return
-    rows = [prediction_row(p.get("ticket_id"), p.get("subject"), p["description"], r,
-                           model_version) for p, r in zip(payloads, results)]
-    try:
-        storage.record_predictions(rows)
-    except Exception:  # noqa: BLE001 - any storage fault; the answer still goes out
-        current_app.logger.warning("prediction log write failed", exc_info=True)
+    prediction_log.append([prediction_row(p.get("ticket_id"), p.get("subject"), p["description"],
+                                          r, model_version) for p, r in zip(payloads, results)])
 
 
 def _elapsed() -> float:

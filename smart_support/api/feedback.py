@@ -21,6 +21,13 @@ def _storage():
     return storage
 
 
+def _latest_ticket(storage, ticket_id: str) -> dict | None:
+    """The ticket as last classified, including answers a worker has not written yet."""
+    prediction_log = current_app.extensions.get("smart_support_prediction_log")
+    return (prediction_log.latest_ticket(ticket_id) if prediction_log is not None
+            else storage.latest_ticket(ticket_id))
+
+
 @blp.route("/feedback", methods=["POST"])
 @blp.arguments(FeedbackSchema)
 @blp.response(201, FeedbackRecordSchema)
@@ -38,7 +45,7 @@ def add_feedback(correction):
     predicted = {}
     try:
         if correction.get("ticket_id"):
-            logged = storage.latest_ticket(correction["ticket_id"])
+            logged = _latest_ticket(storage, correction["ticket_id"])
             if logged:
                 predicted = {"predicted_category": logged["category"],
                              "predicted_urgency": logged["urgency"],
