@@ -87,27 +87,43 @@ def batching(args) -> dict:
     return out
 
 
+LOG_DIR = BENCH / "results" / "logs"
+
+
+def bodies_file() -> Path:
+    """The test tickets as wrk request bodies, one per line."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    bodies = LOG_DIR / "experiments-bodies.jsonl"
+    rows = workload.read_tickets(ROOT / "data/test.jsonl")
+    bodies.write_text("".join(workload.request_body(r) + "\n" for r in rows))
+    return bodies
+
+
+def deployed_server(name: str, model_dir: str, **environment):
+    """The server as deployed (gunicorn.conf.py), with `environment` on top, on a free port and
+    private state directories."""
+    import run
+
+    env = child_env(HOST="127.0.0.1", PORT=free_port(), SMART_SUPPORT_MODEL_DIR=model_dir,
+                    SMART_SUPPORT_DATA_DIR=tempfile.mkdtemp(prefix="experiments-"),
+                    PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="experiments-"),
+                    **environment)
+    return run.Server(name, [run.GUNICORN, "-c", "gunicorn.conf.py", "wsgi:app"], ROOT, env,
+                      LOG_DIR / "experiments-server.log")
+
+
 def layouts(args) -> dict:
     import run
     import sysinfo
 
-    rows = workload.read_tickets(ROOT / "data/test.jsonl")
-    log_dir = BENCH / "results" / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    bodies = log_dir / "experiments-bodies.jsonl"
-    bodies.write_text("".join(workload.request_body(r) + "\n" for r in rows))
+    bodies, log_dir = bodies_file(), LOG_DIR
     layouts_ = {"2 sync workers (default)": {"WORKERS": 2, "THREADS": 1},
                 "1 gthread worker x 16, micro-batching": {
                     "WORKERS": 1, "THREADS": 16, "SMART_SUPPORT_MICRO_BATCHING": "true"}}
     out = {}
     for name, layout in layouts_.items():
-        env = child_env(HOST="127.0.0.1", PORT=free_port(), SMART_SUPPORT_MODEL_DIR=args.model_dir,
-                        SMART_SUPPORT_ACCESS_LOG="/dev/null", SMART_SUPPORT_LOG_LEVEL="WARNING",
-                        SMART_SUPPORT_DATA_DIR=tempfile.mkdtemp(prefix="experiments-"),
-                        PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="experiments-"),
-                        **layout)
-        with run.Server(name, [run.GUNICORN, "-c", "gunicorn.conf.py", "wsgi:app"], ROOT, env,
-                        log_dir / "experiments-server.log") as server:
+        with deployed_server(name, args.model_dir, SMART_SUPPORT_ACCESS_LOG="/dev/null",
+                             SMART_SUPPORT_LOG_LEVEL="WARNING", **layout) as server:
             run.warm_up(server, bodies, 8, log_dir)
             row = {}
             for connections in (1, 16):
@@ -136,21 +152,11 @@ OVERHEAD_VARIANTS = {
 def overhead(args) -> dict:
     import run
 
-    rows = workload.read_tickets(ROOT / "data/test.jsonl")
-    log_dir = BENCH / "results" / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    bodies = log_dir / "experiments-bodies.jsonl"
-    bodies.write_text("".join(workload.request_body(r) + "\n" for r in rows))
+    bodies, log_dir = bodies_file(), LOG_DIR
     runs: dict[str, list[dict]] = {name: [] for name in OVERHEAD_VARIANTS}
     for round_ in range(args.rounds):
         for name, variant in OVERHEAD_VARIANTS.items():
-            env = child_env(HOST="127.0.0.1", PORT=free_port(),
-                            SMART_SUPPORT_MODEL_DIR=args.model_dir,
-                            SMART_SUPPORT_DATA_DIR=tempfile.mkdtemp(prefix="experiments-"),
-                            PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="experiments-"),
-                            **variant)
-            with run.Server(name, [run.GUNICORN, "-c", "gunicorn.conf.py", "wsgi:app"], ROOT,
-                            env, log_dir / "experiments-server.log") as server:
+            with deployed_server(name, args.model_dir, **variant) as server:
                 run.warm_up(server, bodies, 4, log_dir)
                 result = run.run_wrk(server, 16, args.duration, bodies,
                                      log_dir / "experiments-wrk-16.txt")
