@@ -14,6 +14,8 @@ What that costs, and how it is kept honest:
 - The log is statistics about answers, not accepted data: no client is told a row was stored.
   Rows that cannot be written (storage down) or do not fit (`max_pending`) are dropped,
   counted in `smart_support_prediction_log_dropped_total` and logged, never silently.
+  `max_pending` bounds memory while storage stalls: 2,000 rows of the longest tickets are
+  about 40 MB, and 2,000 rows are over 10 s of one worker's full load.
 - A worker that exits normally (SIGTERM, max-requests, reload) writes its waiting rows first;
   a SIGKILLed worker loses at most one interval of rows.
 """
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 class PredictionLog:
-    def __init__(self, storage, flush_seconds: float = 0.05, max_pending: int = 10_000):
+    def __init__(self, storage, flush_seconds: float = 0.05, max_pending: int = 2_000):
         self.storage = storage
         self.flush_seconds = flush_seconds
         self.max_pending = max_pending
