@@ -1,15 +1,16 @@
 """The prediction log behind `smart-support drift` and `POST /feedback`, written in batches.
 
-One transaction per /classify answer cost about 9% of a worker's CPU under load (a py-spy
-profile of the onnx server): the insert itself is cheap, the transaction around it is not.
-Here answers wait in memory for at most `flush_seconds` and a background thread writes
-whatever has gathered in one transaction.
+A transaction per /classify answer cost 0.12 ms of a worker's CPU; twelve rows in one (what 50
+ms of a busy worker's answers make) cost 0.03 ms a row (micro-benchmark of
+`Storage.record_predictions`, README "Performance"), and the desk's SQLite file sees ten times
+fewer write transactions. So answers wait in memory for at most `flush_seconds` and a
+background thread writes whatever has gathered in one transaction.
 
 What that costs, and how it is kept honest:
 - A row may reach the database up to `flush_seconds` after its answer went out. A correction
   that names a just-classified ticket looks it up with `latest_ticket`, which writes this
-  process's waiting rows first and, on a miss, waits one flush interval and looks again, so
-  a row waiting in the *other* worker is found too. A correction naming a ticket_id that
+  process's waiting rows first and, on a miss, keeps looking for `miss_wait_seconds`, so a
+  row waiting in the *other* worker is found too. A correction naming a ticket_id that
   was never classified therefore gets its 404 after `miss_wait_seconds` (0.25 s by default).
 - The log is statistics about answers, not accepted data: no client is told a row was stored.
   Rows that cannot be written (storage down) or do not fit (`max_pending`) are dropped,
@@ -70,7 +71,7 @@ class PredictionLog:
 
     def latest_ticket(self, ticket_id: str) -> dict | None:
         """The newest logged answer for `ticket_id` that kept its text, including answers that
-        another worker has not written yet (it waits one flush interval for those)."""
+        another worker has not written yet (it waits up to `miss_wait_seconds` for those)."""
         self.flush()
         found = self.storage.latest_ticket(ticket_id)
         deadline = time.monotonic() + self.miss_wait_seconds
