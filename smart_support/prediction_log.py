@@ -41,6 +41,7 @@ class PredictionLog:
         self._pending_lock = threading.Lock()
         self._write_lock = threading.Lock()  # flushes run one at a time, so rows stay in order
         self._stop = threading.Event()
+        self._has_rows = threading.Event()  # the writer sleeps until there is something to write
         self._thread: threading.Thread | None = None
         self._owner_pid: int | None = None
 
@@ -60,6 +61,7 @@ class PredictionLog:
         if room < len(stamped):
             self._dropped(len(stamped) - max(0, room), "the queue is full")
         self._ensure_writer()
+        self._has_rows.set()
 
     def flush(self) -> None:
         """Write every waiting row of this process now."""
@@ -89,6 +91,7 @@ class PredictionLog:
     def close(self) -> None:
         """Stop the writer and write what is waiting (normal worker exit)."""
         self._stop.set()
+        self._has_rows.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
@@ -122,7 +125,10 @@ class PredictionLog:
         atexit.register(self.close)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.flush_seconds):
+        while not self._stop.is_set():
+            self._has_rows.wait()  # idle workers do not wake up
+            self._stop.wait(self.flush_seconds)  # let one interval's answers gather
+            self._has_rows.clear()  # before taking the rows: a later append sets it again
             try:
                 self.flush()
             except Exception:  # noqa: BLE001 - the writer must outlive any one failure

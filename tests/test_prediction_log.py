@@ -45,6 +45,18 @@ def test_rows_reach_the_database_within_the_flush_interval_without_being_asked(s
     log.close()
 
 
+def test_the_writer_wakes_again_for_rows_that_come_after_a_quiet_spell(storage):
+    log = PredictionLog(storage, flush_seconds=0.02)
+    for expected in (["A"], ["A", "B"], ["A", "B", "C"]):
+        log.append([row(expected[-1])])
+        deadline = time.monotonic() + 5
+        while logged_ids(storage) != expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert logged_ids(storage) == expected
+        time.sleep(0.1)  # the writer goes back to sleep with nothing to write
+    log.close()
+
+
 def test_an_unbatched_log_writes_before_append_returns(storage):
     log = PredictionLog(storage, flush_seconds=0)
     log.append([row("A")])
