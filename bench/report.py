@@ -28,6 +28,15 @@ def mode(t: dict) -> str:
             f"{threads}")
 
 
+def closed_loop(s: dict, connections: int = 16, p99_target_ms: float = 60.0) -> str:
+    """Why p99 at 16 connections follows throughput: in wrk's closed loop every connection
+    waits for its answer, so mean latency = connections / throughput (Little's law)."""
+    return (f"closed loop: mean {s['ours_mean_ms_c16']:.1f} ms ~ {connections} connections / "
+            f"{s['ours_rps_c16']:.1f} req/s = {connections / s['ours_rps_c16'] * 1000:.1f} ms; "
+            f"a p99 under {p99_target_ms:.0f} ms needs over "
+            f"{connections / (p99_target_ms / 1000):.0f} req/s before any tail")
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -71,7 +80,8 @@ def markdown(r: dict) -> str:
          _f(s.get("p50_ratio_reference_over_ours_c1"), "x{:.2f}"), ""],
         ["our p50 at 1 connection", _f(s.get("ours_p50_ms_c1"), "{:.1f} ms"),
          "wrk, client side"],
-        ["our p99 at 16 connections", _f(s.get("ours_p99_ms_c16"), "{:.1f} ms"), ""],
+        ["our p99 at 16 connections", _f(s.get("ours_p99_ms_c16"), "{:.1f} ms"),
+         closed_loop(s) if "ours_mean_ms_c16" in s else ""],
         ["HTTP req/s at 16 connections / in-process limit of the server's layout",
          _f(s.get("http_c16_over_inprocess_layout_best"), "{:.0%}"),
          f"limit {_f(s.get('inprocess_layout_best_tickets_per_s'))} tickets/s: 2 onnx int8 "

@@ -39,6 +39,7 @@ from pathlib import Path
 import sysinfo
 import workload
 from procs import CHILDREN, Children, child_env, free_port, log, tail
+from report import closed_loop
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -539,6 +540,7 @@ def summarise(results: dict) -> dict:
         s["ours_p50_ms_c1"] = ours[1]["p50_ms"]
     if 16 in ours:
         s["ours_p99_ms_c16"] = ours[16]["p99_ms"]
+        s["ours_mean_ms_c16"] = ours[16]["mean_ms"]
         s["ours_rps_c16"] = ours[16]["rps"]
     if 16 in ref:
         s["reference_rps_c16"] = ref[16]["rps"]
@@ -619,7 +621,8 @@ def print_summary(s: dict, results: dict) -> None:
          + (f"  ({s['ours_rps_c16']:.1f} vs {s['reference_rps_c16']:.1f} req/s)"
             if has("ours_rps_c16", "reference_rps_c16") else "")),
         ("our p50 at 1 connection", fmt("ours_p50_ms_c1", "{:.1f} ms")),
-        ("our p99 at 16 connections", fmt("ours_p99_ms_c16", "{:.1f} ms")),
+        ("our p99 at 16 connections", fmt("ours_p99_ms_c16", "{:.1f} ms")
+         + (f"  ({closed_loop(s)})" if has("ours_mean_ms_c16", "ours_rps_c16") else "")),
         ("HTTP at 16 conn / in-process limit of the layout",
          fmt("http_c16_over_inprocess_layout_best", "{:.0%}")
          + (f"  (limit {s['inprocess_layout_best_tickets_per_s']:.1f} tickets/s: "
