@@ -129,3 +129,16 @@ def test_a_read_then_write_transaction_is_not_overtaken_by_the_log_writer(storag
         storage.record_predictions([row("read then written")], connection)
     writer.join(10)
     assert logged_ids(storage) == ["read then written", "from the log"]
+
+
+def test_a_correction_finds_its_ticket_on_either_database(make_desk_app):
+    app = make_desk_app(storm_enabled=False)
+    client = app.test_client()
+    answer = client.post("/classify", json={"ticket_id": "PG-1", "subject": "invoice",
+                                            "description": "the invoice PDF export fails"})
+    assert answer.status_code == 200
+    response = client.post("/feedback", json={"ticket_id": "PG-1", "category": "Technical"})
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["predicted_category"] == answer.get_json()["category"]
+    stored = app.extensions["smart_support_storage"].latest_ticket("PG-1")
+    assert stored["description"] == "the invoice PDF export fails"
