@@ -36,6 +36,9 @@ def test_variables_are_parsed_by_type():
     ("SMART_SUPPORT_BILLING_PHRASES", " , "),
     ("SMART_SUPPORT_MAX_TOKENS", "4096"),
     ("SMART_SUPPORT_LOG_LEVEL", "LOUD"),
+    ("SMART_SUPPORT_PREDICTION_LOG_FLUSH_SECONDS", "-1"),
+    ("SMART_SUPPORT_PREDICTION_LOG_FLUSH_SECONDS", "60"),
+    ("SMART_SUPPORT_PREDICTION_LOG_FLUSH_SECONDS", "soon"),
 ])
 def test_invalid_values_are_refused_naming_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
