@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/experiments.py batching           # about 2 min
     .venv/bin/python bench/experiments.py layouts            # about 3 min; needs wrk
-    .venv/bin/python bench/experiments.py overhead           # about 4 min; needs wrk
+    .venv/bin/python bench/experiments.py overhead           # about 6 min; needs wrk
+    .venv/bin/python bench/experiments.py prediction-log     # seconds
     .venv/bin/python bench/experiments.py models models DIR  # per-ticket speed of model dirs
 
 batching: in process, int8, the shipped model. Tickets/s when groups of 16 random test
@@ -15,7 +16,10 @@ layouts:  the server as deployed, under wrk (bench/wrk_post.lua) at 1 and 16 con
 overhead: the deployed server under wrk at 16 connections, once as shipped and once with each
           per-request cost taken away (prediction log, access log, ...), variants interleaved over
           rounds; median req/s and server CPU per request of each, so each cost's share is
-          measured in one run.
+          measured in one run. One variant keeps connections alive (gthread, 1 thread).
+prediction-log: CPU per prediction-log row written one per transaction (what a request did
+          before batching) and in batches of 12 and 100 (`Storage.record_predictions` on a
+          temporary SQLite file, median of 5 rounds).
 models:   median time of one ticket per call (int8, 1 thread) for each model directory, three
           rounds interleaved, over the 299 test tickets (e.g. the default against a student made
           with `smart-support shrink` and `train --teacher`, README "Performance").
@@ -146,6 +150,8 @@ OVERHEAD_VARIANTS = {
     "prediction log written per request": {"SMART_SUPPORT_PREDICTION_LOG_FLUSH_SECONDS": "0"},
     "no prediction log": {"SMART_SUPPORT_RECORD_PREDICTIONS": "false"},
     "no access log": {"SMART_SUPPORT_ACCESS_LOG": "/dev/null"},
+    # command-line settings override gunicorn.conf.py: the same layout, kept-alive connections
+    "keep-alive (gthread worker, 1 thread)": {"GUNICORN_CMD_ARGS": "-k gthread --threads 1"},
 }
 
 
@@ -174,6 +180,34 @@ def overhead(args) -> dict:
             "rps_by_round": [round(r["rps"], 1) for r in results],
         }
         log(f"{name}: {out[name]}")
+    return out
+
+
+def prediction_log(args) -> dict:
+    from datetime import datetime, timezone
+
+    from smart_support.storage import Storage
+
+    storage = Storage(f"sqlite:///{tempfile.mkdtemp(prefix='experiments-')}/log.db")
+    storage.migrate()
+    row = {"ticket_id": "T-1", "subject": "billing", "description": "charged twice " * 20,
+           "category": "Billing", "model_category": "Billing", "confidence": 0.9,
+           "urgency": 0.5, "needs_review": False, "model": "transformer",
+           "model_version": "experiment"}
+    out = {}
+    for per_transaction in (1, 12, 100):
+        rows = [{"created_at": datetime.now(timezone.utc), **row}] * per_transaction
+        transactions = max(20, 2_400 // per_transaction)
+        rounds = []
+        for _ in range(5):
+            started = time.process_time()
+            for _ in range(transactions):
+                storage.record_predictions(rows)
+            rounds.append((time.process_time() - started) / (transactions * per_transaction))
+        out[str(per_transaction)] = {"cpu_ms_per_row": round(statistics.median(rounds) * 1000, 4)}
+        log(f"{per_transaction:>3} rows per transaction: "
+            f"{out[str(per_transaction)]['cpu_ms_per_row']:.3f} ms of CPU per row")
+    storage.engine.dispose()
     return out
 
 
@@ -210,7 +244,8 @@ def models(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("experiment", choices=["batching", "layouts", "overhead", "models"])
+    parser.add_argument("experiment", choices=["batching", "layouts", "overhead", "prediction-log",
+                                               "models"])
     parser.add_argument("model_dirs", nargs="*", help="models: the model directories to time")
     parser.add_argument("--model-dir", default="models", help="batching, layouts: the model")
     parser.add_argument("--duration", type=int, default=15,
@@ -220,7 +255,7 @@ def main() -> None:
     if args.experiment == "models" and not args.model_dirs:
         parser.error("models: name at least one model directory")
     figures = {"batching": batching, "layouts": layouts, "overhead": overhead,
-               "models": models}[args.experiment](args)
+               "prediction-log": prediction_log, "models": models}[args.experiment](args)
     out = BENCH / "results" / f"experiments-{args.experiment}.json"
     out.write_text(json.dumps({"experiment": args.experiment, "figures": figures,
                                "machine": __import__("sysinfo").machine()}, indent=2))

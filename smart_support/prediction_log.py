@@ -1,9 +1,8 @@
 """The prediction log behind `smart-support drift` and `POST /feedback`, written in batches.
 
-A transaction per /classify answer cost 0.12 ms of a worker's CPU; twelve rows in one (what 50
-ms of a busy worker's answers make) cost 0.03 ms a row (micro-benchmark of
-`Storage.record_predictions`, README "Performance"), and the desk's SQLite file sees ten times
-fewer write transactions. So answers wait in memory for at most `flush_seconds` and a
+A transaction per /classify answer cost 0.13 ms of a worker's CPU; twelve rows in one (what 50
+ms of a busy worker's answers make) cost 0.02 ms a row (`bench/experiments.py prediction-log`),
+and the desk's SQLite file sees ten times fewer write transactions. So answers wait in memory for at most `flush_seconds` and a
 background thread writes whatever has gathered in one transaction.
 
 What that costs, and how it is kept honest:
