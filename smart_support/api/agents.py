@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from flask import url_for
-from flask_smorest import Blueprint
 
+from smart_support.api import Blueprint
 from smart_support.api.classify import require_json
 from smart_support.api.desk_access import answering_errors, desk
 from smart_support.api.schemas import (

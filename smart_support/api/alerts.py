@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from flask import current_app
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 
+from smart_support.api import Blueprint
 from smart_support.api.schemas import AlertListQuerySchema, AlertListSchema, ReplaySchema
 
 blp = Blueprint("alerts", __name__, description="Urgent-ticket alert outbox (admin).")

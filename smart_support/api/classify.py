@@ -4,10 +4,11 @@ from __future__ import annotations
 import time
 
 from flask import current_app, g, request
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from sqlalchemy.exc import SQLAlchemyError
 
 from smart_support.alerts.payload import ticket_alert
+from smart_support.api import Blueprint
 from smart_support.api.schemas import (
     BatchRequestSchema, BatchResponseSchema, ClassificationSchema, ExplainQuerySchema,
     TicketSchema,

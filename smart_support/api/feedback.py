@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from flask import current_app
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from sqlalchemy.exc import SQLAlchemyError
 
+from smart_support.api import Blueprint
 from smart_support.api.classify import require_json
 from smart_support.api.schemas import (
     FeedbackListQuerySchema, FeedbackListSchema, FeedbackRecordSchema, FeedbackSchema,

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from flask import Response, current_app
-from flask_smorest import Blueprint
 
 from smart_support import metrics
+from smart_support.api import Blueprint
 from smart_support.api.schemas import HealthSchema, ReadySchema
 
 blp = Blueprint("health", __name__, description="Liveness, readiness and metrics.")
