@@ -150,6 +150,8 @@ OVERHEAD_VARIANTS = {
     "prediction log written per request": {"SMART_SUPPORT_PREDICTION_LOG_FLUSH_SECONDS": "0"},
     "no prediction log": {"SMART_SUPPORT_RECORD_PREDICTIONS": "false"},
     "no access log": {"SMART_SUPPORT_ACCESS_LOG": "/dev/null"},
+    # gunicorn's own sync worker instead of smart_support.serving.SyncWorker
+    "gunicorn's sync worker": {"GUNICORN_CMD_ARGS": "-k sync"},
     # command-line settings override gunicorn.conf.py: the same layout, kept-alive connections
     "keep-alive (gthread worker, 1 thread)": {"GUNICORN_CMD_ARGS": "-k gthread --threads 1"},
 }
@@ -159,9 +161,10 @@ def overhead(args) -> dict:
     import run
 
     bodies, log_dir = bodies_file(), LOG_DIR
-    runs: dict[str, list[dict]] = {name: [] for name in OVERHEAD_VARIANTS}
+    variants = {name: OVERHEAD_VARIANTS[name] for name in args.variants or OVERHEAD_VARIANTS}
+    runs: dict[str, list[dict]] = {name: [] for name in variants}
     for round_ in range(args.rounds):
-        for name, variant in OVERHEAD_VARIANTS.items():
+        for name, variant in variants.items():
             with deployed_server(name, args.model_dir, **variant) as server:
                 run.warm_up(server, bodies, 4, log_dir)
                 result = run.run_wrk(server, 16, args.duration, bodies,
@@ -251,7 +254,13 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15,
                         help="layouts, overhead: seconds per level")
     parser.add_argument("--rounds", type=int, default=3, help="overhead: interleaved rounds")
+    parser.add_argument("--variants", type=lambda s: s.split(","), default=None,
+                        help="overhead: comma-separated variant names (default: all of "
+                             f"{', '.join(OVERHEAD_VARIANTS)})")
     args = parser.parse_args()
+    unknown = set(args.variants or ()) - set(OVERHEAD_VARIANTS)
+    if unknown:
+        parser.error(f"--variants: unknown {sorted(unknown)}; known: {list(OVERHEAD_VARIANTS)}")
     if args.experiment == "models" and not args.model_dirs:
         parser.error("models: name at least one model directory")
     figures = {"batching": batching, "layouts": layouts, "overhead": overhead,
