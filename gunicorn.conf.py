@@ -15,9 +15,7 @@ threads = int(os.environ.get("THREADS", os.environ.get("SMART_SUPPORT_THREADS", 
 os.environ.setdefault("SMART_SUPPORT_TORCH_THREADS", str(max(1, cores // max(1, workers))))
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-# one request per connection: gunicorn's sync worker with its per-request socket costs cut
-# (smart_support/serving.py); `-k sync` on the command line runs gunicorn's own
-worker_class = "gthread" if threads > 1 else "smart_support.serving.SyncWorker"
+worker_class = "gthread" if threads > 1 else "sync"
 preload_app = False
 timeout = int(os.environ.get("SMART_SUPPORT_WORKER_TIMEOUT", "60"))
 graceful_timeout = 20

@@ -150,8 +150,8 @@ OVERHEAD_VARIANTS = {
     "prediction log written per request": {"SMART_SUPPORT_PREDICTION_LOG_FLUSH_SECONDS": "0"},
     "no prediction log": {"SMART_SUPPORT_RECORD_PREDICTIONS": "false"},
     "no access log": {"SMART_SUPPORT_ACCESS_LOG": "/dev/null"},
-    # gunicorn's own sync worker instead of smart_support.serving.SyncWorker
-    "gunicorn's sync worker": {"GUNICORN_CMD_ARGS": "-k sync"},
+    "no access log, no prediction log": {"SMART_SUPPORT_ACCESS_LOG": "/dev/null",
+                                         "SMART_SUPPORT_RECORD_PREDICTIONS": "false"},
     # command-line settings override gunicorn.conf.py: the same layout, kept-alive connections
     "keep-alive (gthread worker, 1 thread)": {"GUNICORN_CMD_ARGS": "-k gthread --threads 1"},
 }
