@@ -3,6 +3,7 @@
     .venv/bin/python bench/experiments.py batching           # about 2 min
     .venv/bin/python bench/experiments.py layouts            # about 3 min; needs wrk
     .venv/bin/python bench/experiments.py overhead           # about 6 min; needs wrk
+    .venv/bin/python bench/experiments.py floor              # about 4 min; needs wrk
     .venv/bin/python bench/experiments.py prediction-log     # seconds
     .venv/bin/python bench/experiments.py models models DIR  # per-ticket speed of model dirs
 
@@ -17,6 +18,10 @@ overhead: the deployed server under wrk at 16 connections, once as shipped and o
           per-request cost taken away (prediction log, access log, ...), variants interleaved over
           rounds; median req/s and server CPU per request of each, so each cost's share is
           measured in one run. One variant keeps connections alive (gthread, 1 thread).
+floor:    server CPU per request at 16 connections of the shipped app against two REFERENCE
+          apps (bench/floor_apps.py: plain WSGI, minimal Flask) on the same gunicorn settings,
+          interleaved rounds; and the served model's CPU per ticket in process (onnx int8,
+          1 thread, batch 1), so the overhead of HTTP at its least and as shipped is known.
 prediction-log: CPU per prediction-log row written one per transaction (what a request did
           before batching) and in batches of 12 and 100 (`Storage.record_predictions` on a
           temporary SQLite file, median of 5 rounds).
@@ -103,16 +108,18 @@ def bodies_file() -> Path:
     return bodies
 
 
-def deployed_server(name: str, model_dir: str, **environment):
+def deployed_server(name: str, model_dir: str, app: str = "wsgi:app", **environment):
     """The server as deployed (gunicorn.conf.py), with `environment` on top, on a free port and
-    private state directories."""
+    private state directories; `app` swaps in another WSGI app (the floor references)."""
     import run
 
     env = child_env(HOST="127.0.0.1", PORT=free_port(), SMART_SUPPORT_MODEL_DIR=model_dir,
                     SMART_SUPPORT_DATA_DIR=tempfile.mkdtemp(prefix="experiments-"),
                     PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="experiments-"),
                     **environment)
-    return run.Server(name, [run.GUNICORN, "-c", "gunicorn.conf.py", "wsgi:app"], ROOT, env,
+    if app != "wsgi:app":
+        env["PYTHONPATH"] = str(BENCH)
+    return run.Server(name, [run.GUNICORN, "-c", "gunicorn.conf.py", app], ROOT, env,
                       LOG_DIR / "experiments-server.log")
 
 
@@ -150,7 +157,7 @@ OVERHEAD_VARIANTS = {
     "prediction log written per request": {"SMART_SUPPORT_PREDICTION_LOG_FLUSH_SECONDS": "0"},
     "no prediction log": {"SMART_SUPPORT_RECORD_PREDICTIONS": "false"},
     "no access log": {"SMART_SUPPORT_ACCESS_LOG": "/dev/null"},
-    "no access log, no prediction log": {"SMART_SUPPORT_ACCESS_LOG": "/dev/null",
+    "no access log nor prediction log": {"SMART_SUPPORT_ACCESS_LOG": "/dev/null",
                                          "SMART_SUPPORT_RECORD_PREDICTIONS": "false"},
     # command-line settings override gunicorn.conf.py: the same layout, kept-alive connections
     "keep-alive (gthread worker, 1 thread)": {"GUNICORN_CMD_ARGS": "-k gthread --threads 1"},
@@ -183,6 +190,67 @@ def overhead(args) -> dict:
             "rps_by_round": [round(r["rps"], 1) for r in results],
         }
         log(f"{name}: {out[name]}")
+    return out
+
+
+FLOOR_APPS = {"plain WSGI app (REFERENCE)": "floor_apps:bare",
+              "minimal Flask app (REFERENCE)": "floor_apps:flask_minimal",
+              "Smart-Support as shipped": "wsgi:app"}
+
+
+def floor(args) -> dict:
+    """Server CPU per request of the shipped app against two reference apps on the same
+    gunicorn settings, in interleaved rounds, and the served model's CPU per ticket in process:
+    what HTTP costs at the least, and what share of the in-process limit that leaves."""
+    import run
+
+    from smart_support.inference.artifacts import load_artifacts
+    from smart_support.inference.predictor import Predictor
+
+    predictor = Predictor(load_artifacts(args.model_dir, "onnx"), 256, 1, "int8", threads=1)
+    predictor.warm_up()
+    tickets = test_tickets()
+    model_rounds = []
+    for _ in range(args.rounds):
+        started = time.process_time()
+        for ticket in tickets:
+            predictor.predict([ticket])
+        model_rounds.append((time.process_time() - started) / len(tickets) * 1000)
+    model_ms = statistics.median(model_rounds)
+    log(f"in process (onnx int8, 1 thread, batch 1): {model_ms:.3f} ms of CPU per ticket")
+    del predictor
+
+    bodies, log_dir = bodies_file(), LOG_DIR
+    runs: dict[str, list[dict]] = {name: [] for name in FLOOR_APPS}
+    for round_ in range(args.rounds):
+        for name, app in FLOOR_APPS.items():
+            with deployed_server(name, args.model_dir, app=app) as server:
+                run.warm_up(server, bodies, 4, log_dir)
+                result = run.run_wrk(server, 16, args.duration, bodies,
+                                     log_dir / "experiments-wrk-16.txt")
+            runs[name].append(result)
+            log(f"round {round_ + 1}, {name}: {result['rps']:.1f} req/s, "
+                f"{result['server_cpu_ms_per_request']:.3f} ms server CPU per request")
+    out = {"model_cpu_ms_per_ticket": round(model_ms, 3),
+           "model_cpu_ms_by_round": [round(m, 3) for m in model_rounds]}
+    for name, results in runs.items():
+        cpu = statistics.median(r["server_cpu_ms_per_request"] for r in results)
+        out[name] = {
+            "median_rps": round(statistics.median(r["rps"] for r in results), 1),
+            "median_server_cpu_ms": round(cpu, 3),
+            "median_server_cores": round(statistics.median(r["server_cores"] for r in results), 3),
+            "non2xx": sum(r["non2xx"] for r in results),
+            "rps_by_round": [round(r["rps"], 1) for r in results],
+        }
+        if name != "Smart-Support as shipped":
+            # the share of the model's CPU limit left if serving cost only this app's CPU
+            out[name]["model_share_with_this_overhead"] = round(model_ms / (model_ms + cpu), 3)
+        log(f"{name}: {out[name]}")
+    shipped = out["Smart-Support as shipped"]["median_server_cpu_ms"]
+    out["shipped_overhead_cpu_ms"] = round(shipped - model_ms, 3)
+    out["model_share_as_shipped"] = round(model_ms / shipped, 3)
+    log(f"as shipped: {shipped:.3f} ms per request = {model_ms:.3f} model + "
+        f"{shipped - model_ms:.3f} everything else; the model's share {model_ms / shipped:.1%}")
     return out
 
 
@@ -247,13 +315,13 @@ def models(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("experiment", choices=["batching", "layouts", "overhead", "prediction-log",
-                                               "models"])
+    parser.add_argument("experiment", choices=["batching", "layouts", "overhead", "floor",
+                                               "prediction-log", "models"])
     parser.add_argument("model_dirs", nargs="*", help="models: the model directories to time")
     parser.add_argument("--model-dir", default="models", help="batching, layouts: the model")
     parser.add_argument("--duration", type=int, default=15,
-                        help="layouts, overhead: seconds per level")
-    parser.add_argument("--rounds", type=int, default=3, help="overhead: interleaved rounds")
+                        help="layouts, overhead, floor: seconds per level")
+    parser.add_argument("--rounds", type=int, default=3, help="overhead, floor: interleaved rounds")
     parser.add_argument("--variants", type=lambda s: s.split(","), default=None,
                         help="overhead: comma-separated variant names (default: all of "
                              f"{', '.join(OVERHEAD_VARIANTS)})")
@@ -263,7 +331,7 @@ def main() -> None:
         parser.error(f"--variants: unknown {sorted(unknown)}; known: {list(OVERHEAD_VARIANTS)}")
     if args.experiment == "models" and not args.model_dirs:
         parser.error("models: name at least one model directory")
-    figures = {"batching": batching, "layouts": layouts, "overhead": overhead,
+    figures = {"batching": batching, "layouts": layouts, "overhead": overhead, "floor": floor,
                "prediction-log": prediction_log, "models": models}[args.experiment](args)
     out = BENCH / "results" / f"experiments-{args.experiment}.json"
     out.write_text(json.dumps({"experiment": args.experiment, "figures": figures,
