@@ -64,7 +64,8 @@ test: install
 	$(BIN)/python -m pytest
 
 # Both held-out files, for the served model (and the same model in the torch runtime, which the
-# onnx export must match) and, beside it, the teacher it was distilled from.
+# onnx export must match) and, beside it, the teacher it was distilled from; then the served
+# model against v1 (the teacher as served before the student: torch int8), ticket by ticket.
 evaluate: model
 	$(BIN)/smart-support evaluate --data $(TEST_DATA) --model-dir $(MODEL_DIR) --out reports/test.json \
 		--plot reports/reliability-test.png
@@ -81,6 +82,11 @@ evaluate: model
 			--out reports/teacher-test.json; \
 		if [ -f $(DEV_DATA) ]; then $(BIN)/smart-support evaluate --data $(DEV_DATA) \
 			--model-dir $(TEACHER_DIR) --out reports/teacher-dev.json; fi; \
+		$(BIN)/smart-support compare --data $(TEST_DATA) --model-dir $(MODEL_DIR) \
+			--against $(TEACHER_DIR) --against-runtime torch --out reports/against-v1-test.json; \
+		if [ -f $(DEV_DATA) ]; then $(BIN)/smart-support compare --data $(DEV_DATA) \
+			--model-dir $(MODEL_DIR) --against $(TEACHER_DIR) --against-runtime torch \
+			--out reports/against-v1-dev.json; fi; \
 	fi
 
 clean-model:

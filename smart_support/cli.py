@@ -182,6 +182,40 @@ def evaluate(data, model_dir, out, alert_threshold, plot) -> None:
         click.echo(f"reliability diagram written to {plot}")
 
 
+@main.command()
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Labelled tickets to score both models on (never either's training file).")
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Model directory [default: SMART_SUPPORT_MODEL_DIR or models].")
+@click.option("--against", "against_dir", type=click.Path(file_okay=False, path_type=Path),
+              required=True, help="The other model directory.")
+@click.option("--against-runtime", type=click.Choice(["onnx", "torch"]), default=None,
+              help="Its runtime [default: the same as the model's].")
+@click.option("--against-quantize", type=click.Choice(["none", "int8"]), default=None,
+              help="Its quantization [default: the same as the model's].")
+@click.option("--resamples", type=click.IntRange(100, 100_000), default=2000, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the JSON report here.")
+def compare(data, model_dir, against_dir, against_runtime, against_quantize, resamples,
+            out) -> None:
+    """Macro-F1 of two models on one file, with a paired-bootstrap interval of the difference."""
+    from smart_support.config import ConfigError, Settings
+    from smart_support.inference.artifacts import ArtifactError
+    from smart_support.training.data import DataError
+    from smart_support.training.evaluate import compare as run_comparison, render_comparison
+
+    try:
+        settings = Settings.from_env(**({"model_dir": model_dir} if model_dir else {}))
+        against = Settings.from_env(
+            model_dir=against_dir, runtime=against_runtime or settings.runtime,
+            quantize=against_quantize or settings.quantize)
+        report = run_comparison(data, settings, against, resamples)
+    except (ArtifactError, DataError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(render_comparison(report))
+    _write_report(out, report)
+
+
 if __name__ == "__main__":
     sys.exit(main())
 

@@ -46,6 +46,54 @@ def test_evaluate_refuses_the_training_file(runner, trained_model_dir, tiny_tick
     assert "trained on" in result.output
 
 
+def test_paired_bootstrap_vouches_for_a_clear_difference_and_not_for_none():
+    from smart_support.training.metrics import paired_bootstrap
+
+    truth = ["Billing", "Legal", "Technical", "Other"] * 25
+    theirs = list(truth)
+    for i in range(0, 100, 5):  # 20 tickets they get wrong and we get right
+        theirs[i] = "Other" if truth[i] != "Other" else "Billing"
+    report = paired_bootstrap(truth, truth, theirs, resamples=500, seed=1)
+    assert report["macro_f1"] == 1.0 and report["against_macro_f1"] < 0.85
+    assert report["difference"] == pytest.approx(1.0 - report["against_macro_f1"], abs=1.5e-4)
+    assert 0 < report["bootstrap"]["ci95"][0] < report["difference"] < report["bootstrap"]["ci95"][1]
+    assert report["bootstrap"]["share_above_0"] == 1.0
+    assert report["tickets"] == {"only_model_right": 20, "only_against_right": 0, "both_wrong": 0}
+
+    same = paired_bootstrap(truth, theirs, theirs, resamples=200)
+    assert same["difference"] == 0.0 and same["bootstrap"]["ci95"] == [0.0, 0.0]
+    assert same["tickets"]["only_model_right"] == same["tickets"]["only_against_right"] == 0
+
+
+def test_compare_scores_two_served_models_on_one_file(runner, trained_model_dir,
+                                                       tiny_ticket_files, tmp_path):
+    out = tmp_path / "compare.json"
+    result = runner.invoke(main, ["compare", "--data", str(tiny_ticket_files["test"]),
+                                  "--model-dir", str(trained_model_dir),
+                                  "--against", str(trained_model_dir), "--against-runtime", "torch",
+                                  "--resamples", "200", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "95% paired-bootstrap interval" in result.output
+    report = json.loads(out.read_text())
+    assert report["data"]["tickets"] == 30
+    assert (report["model"]["runtime"], report["against"]["runtime"]) == ("onnx", "torch")
+    assert report["model"]["version"] == report["against"]["version"]
+    # each figure is rounded to 4 places on its own
+    assert report["difference"] == pytest.approx(
+        report["model"]["macro_f1"] - report["against"]["macro_f1"], abs=1.5e-4)
+    low, high = report["bootstrap"]["ci95"]
+    assert low <= high and report["bootstrap"]["resamples"] == 200
+
+
+def test_compare_refuses_a_file_either_model_was_trained_on(runner, trained_model_dir,
+                                                             tiny_ticket_files):
+    result = runner.invoke(main, ["compare", "--data", str(tiny_ticket_files["train"]),
+                                  "--against", str(trained_model_dir),
+                                  "--model-dir", str(trained_model_dir)])
+    assert result.exit_code != 0
+    assert "trained on" in result.output
+
+
 def test_a_distilbert_checkpoint_works_as_the_base(runner, tmp_path):
     base = build_tiny_checkpoint(tmp_path / "distil", "distilbert")
     data = write_jsonl(tmp_path / "train.jsonl", make_tickets(15, seed=3))

@@ -12,7 +12,8 @@ from smart_support.inference.predictor import Predictor, Ticket, ticket_text
 from smart_support.routing import route_many
 from smart_support.training.data import DataError, file_sha256, load_tickets
 from smart_support.training.metrics import (
-    apply_temperature, category_metrics, reliability, review_threshold, urgency_metrics,
+    apply_temperature, category_metrics, paired_bootstrap, reliability, review_threshold,
+    urgency_metrics,
 )
 
 
@@ -80,27 +81,40 @@ def reliability_plot(report: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8) -> dict:
-    tickets = load_tickets(data)
+def held_out_artifacts(data: Path | str, settings: Settings):
+    """The model's artifacts, refusing to score it on the file it was trained on."""
     artifacts = load_artifacts(settings.model_dir, settings.runtime)
-    digest = file_sha256(data)
-    if digest == artifacts.metadata.get("training_data", {}).get("sha256"):
+    if file_sha256(data) == artifacts.metadata.get("training_data", {}).get("sha256"):
         raise DataError(f"{data} is the file this model was trained on; "
                         "evaluate on held-out tickets instead")
+    return artifacts
+
+
+def served_answers(tickets, artifacts, settings: Settings):
+    """What the service answers for each ticket: predictions, the guarded rule's decisions,
+    the rule itself, and the seconds prediction took."""
+    texts = [ticket_text(t.subject, t.description) for t in tickets]
+    predictor = Predictor(artifacts, settings.max_tokens, settings.inference_batch_size,
+                          settings.quantize)
+    started = time.perf_counter()
+    predictions, _ = predictor.predict([Ticket(t.subject, t.description) for t in tickets])
+    seconds = time.perf_counter() - started
+    rule = override_rule(settings, artifacts.metadata)
+    return predictions, route_many(texts, [p.scores for p in predictions], rule), rule, seconds
+
+
+def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8) -> dict:
+    tickets = load_tickets(data)
+    artifacts = held_out_artifacts(data, settings)
+    digest = file_sha256(data)
     labels = list(artifacts.labels)
     labels += sorted({t.category for t in tickets} - set(labels))
     truth = [t.category for t in tickets]
     true_urgency = [t.urgency for t in tickets]
     texts = [ticket_text(t.subject, t.description) for t in tickets]
 
-    predictor = Predictor(artifacts, settings.max_tokens, settings.inference_batch_size,
-                          settings.quantize)
-    started = time.perf_counter()
-    predictions, _ = predictor.predict([Ticket(t.subject, t.description) for t in tickets])
-    seconds = time.perf_counter() - started
+    predictions, guarded, rule, seconds = served_answers(tickets, artifacts, settings)
     scores = [p.scores for p in predictions]
-    rule = override_rule(settings, artifacts.metadata)
-    guarded = route_many(texts, scores, rule)
     unguarded = route_many(texts, scores, replace(rule, max_confidence=float("inf")))
     model_only = [d.model_category for d in guarded]
     final = [d.category for d in guarded]
@@ -136,6 +150,42 @@ def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8)
             "urgency": urgency_metrics(true_urgency, base_urgency, alert_threshold),
         },
     }
+
+
+def compare(data: Path | str, settings: Settings, against: Settings, resamples: int = 2000,
+            seed: int = 0) -> dict:
+    """Macro-F1 of two served models on the same tickets, and how sure the file is of the
+    difference: a paired bootstrap (both models scored on each resample of the tickets)."""
+    tickets = load_tickets(data)
+    sides = {}
+    for name, side in (("model", settings), ("against", against)):
+        artifacts = held_out_artifacts(data, side)
+        _, decisions, _, _ = served_answers(tickets, artifacts, side)
+        sides[name] = {"version": artifacts.version, "model_dir": str(artifacts.model_dir),
+                       "runtime": side.runtime, "quantize": side.quantize,
+                       "categories": [d.category for d in decisions]}
+    paired = paired_bootstrap([t.category for t in tickets], sides["model"].pop("categories"),
+                              sides["against"].pop("categories"), resamples, seed)
+    sides["model"]["macro_f1"] = paired.pop("macro_f1")
+    sides["against"]["macro_f1"] = paired.pop("against_macro_f1")
+    return {"data": {"path": str(data), "sha256": file_sha256(data), "tickets": len(tickets)},
+            **sides, **paired}
+
+
+def render_comparison(report: dict) -> str:
+    ours, theirs, boot = report["model"], report["against"], report["bootstrap"]
+    return "\n".join([
+        f"{report['data']['path']}: {report['data']['tickets']} tickets",
+        f"  model   {ours['version']} ({ours['runtime']}, {ours['quantize']}): "
+        f"macro-F1 {ours['macro_f1']:.4f}",
+        f"  against {theirs['version']} ({theirs['runtime']}, {theirs['quantize']}): "
+        f"macro-F1 {theirs['macro_f1']:.4f}",
+        f"  difference {report['difference']:+.4f}, 95% paired-bootstrap interval "
+        f"[{boot['ci95'][0]:+.4f}, {boot['ci95'][1]:+.4f}] over {boot['resamples']} resamples",
+        f"  tickets only the model gets right: {report['tickets']['only_model_right']}, "
+        f"only the other: {report['tickets']['only_against_right']}, "
+        f"both wrong: {report['tickets']['both_wrong']}",
+    ])
 
 
 def render_report(report: dict) -> str:
