@@ -50,6 +50,9 @@ def build_tiny_checkpoint(path: Path, kind: str = "bert") -> Path:
     from transformers import (BertConfig, BertModel, BertTokenizer, DistilBertConfig,
                               DistilBertModel)
 
+    import torch
+
+    torch.manual_seed(0)  # the same random encoder in every run: a failure can be rerun
     vocab = make_vocab()
     tokenizer = BertTokenizer(vocab=vocab)
     if kind == "bert":

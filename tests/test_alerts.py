@@ -115,7 +115,9 @@ def test_an_urgent_ticket_is_recorded_before_the_answer_and_delivered_signed(
                       "webhook_urls": (receiver.url,), "webhook_secret": SECRET,
                       "alert_threshold": 0.0})
     body = app.test_client().post("/classify", json={
-        "ticket_id": "T-7", "description": "Site down, mail me at boss@corp.com"}).get_json()
+        "ticket_id": "T-7",
+        "description": "urgent: server down, error on every page, mail me at boss@corp.com"}
+    ).get_json()
     assert body["alert"]["status"] == "queued"
     alert_id = body["alert"]["id"]
     assert wait_for(lambda: receiver.received)
