@@ -164,21 +164,28 @@ OVERHEAD_VARIANTS = {
 }
 
 
-def overhead(args) -> dict:
+def interleaved_rounds(args, servers: dict[str, dict]) -> dict[str, list[dict]]:
+    """wrk at 16 connections against each deployed server (name -> deployed_server keywords),
+    one after another, `args.rounds` times over: each server's results, in round order."""
     import run
 
     bodies, log_dir = bodies_file(), LOG_DIR
-    variants = {name: OVERHEAD_VARIANTS[name] for name in args.variants or OVERHEAD_VARIANTS}
-    runs: dict[str, list[dict]] = {name: [] for name in variants}
+    runs: dict[str, list[dict]] = {name: [] for name in servers}
     for round_ in range(args.rounds):
-        for name, variant in variants.items():
-            with deployed_server(name, args.model_dir, **variant) as server:
+        for name, keywords in servers.items():
+            with deployed_server(name, args.model_dir, **keywords) as server:
                 run.warm_up(server, bodies, 4, log_dir)
                 result = run.run_wrk(server, 16, args.duration, bodies,
                                      log_dir / "experiments-wrk-16.txt")
             runs[name].append(result)
             log(f"round {round_ + 1}, {name}: {result['rps']:.1f} req/s, "
-                f"{result['server_cpu_ms_per_request']:.2f} ms server CPU per request")
+                f"{result['server_cpu_ms_per_request']:.3f} ms server CPU per request")
+    return runs
+
+
+def overhead(args) -> dict:
+    runs = interleaved_rounds(args, {name: OVERHEAD_VARIANTS[name]
+                                     for name in args.variants or OVERHEAD_VARIANTS})
     out = {}
     for name, results in runs.items():
         out[name] = {
@@ -202,8 +209,6 @@ def floor(args) -> dict:
     """Server CPU per request of the shipped app against two reference apps on the same
     gunicorn settings, in interleaved rounds, and the served model's CPU per ticket in process:
     what HTTP costs at the least, and what share of the in-process limit that leaves."""
-    import run
-
     from smart_support.inference.artifacts import load_artifacts
     from smart_support.inference.predictor import Predictor
 
@@ -220,17 +225,7 @@ def floor(args) -> dict:
     log(f"in process (onnx int8, 1 thread, batch 1): {model_ms:.3f} ms of CPU per ticket")
     del predictor
 
-    bodies, log_dir = bodies_file(), LOG_DIR
-    runs: dict[str, list[dict]] = {name: [] for name in FLOOR_APPS}
-    for round_ in range(args.rounds):
-        for name, app in FLOOR_APPS.items():
-            with deployed_server(name, args.model_dir, app=app) as server:
-                run.warm_up(server, bodies, 4, log_dir)
-                result = run.run_wrk(server, 16, args.duration, bodies,
-                                     log_dir / "experiments-wrk-16.txt")
-            runs[name].append(result)
-            log(f"round {round_ + 1}, {name}: {result['rps']:.1f} req/s, "
-                f"{result['server_cpu_ms_per_request']:.3f} ms server CPU per request")
+    runs = interleaved_rounds(args, {name: {"app": app} for name, app in FLOOR_APPS.items()})
     out = {"model_cpu_ms_per_ticket": round(model_ms, 3),
            "model_cpu_ms_by_round": [round(m, 3) for m in model_rounds]}
     for name, results in runs.items():
