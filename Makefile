@@ -11,6 +11,7 @@ TRAIN_DATA ?= data/train.jsonl
 # threshold are fitted on tickets by a writer the model never read.
 TRAIN_ARGS ?= --validation-group-field source
 TEST_DATA ?= data/test.jsonl
+TEST_B_DATA ?= data/test-b.jsonl
 DEV_DATA ?= ../shared/eval/dev_tickets.jsonl
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -87,6 +88,16 @@ evaluate: model
 		if [ -f $(DEV_DATA) ]; then $(BIN)/smart-support compare --data $(DEV_DATA) \
 			--model-dir $(MODEL_DIR) --against $(TEACHER_DIR) --against-runtime torch \
 			--out reports/against-v1-dev.json; fi; \
+	fi
+	@if [ -f $(TEST_B_DATA) ]; then \
+		$(BIN)/smart-support evaluate --data $(TEST_B_DATA) --model-dir $(MODEL_DIR) \
+			--out reports/test-b.json; \
+		if [ -f $(TEACHER_DIR)/metadata.json ]; then \
+			$(BIN)/smart-support evaluate --data $(TEST_B_DATA) --model-dir $(TEACHER_DIR) \
+				--out reports/teacher-test-b.json; \
+			$(BIN)/smart-support compare --data $(TEST_B_DATA) --model-dir $(MODEL_DIR) \
+				--against $(TEACHER_DIR) --against-runtime torch --out reports/against-v1-test-b.json; \
+		fi; \
 	fi
 
 clean-model:
