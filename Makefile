@@ -11,7 +11,7 @@ TRAIN_DATA ?= data/train.jsonl
 # threshold are fitted on tickets by a writer the model never read.
 TRAIN_ARGS ?= --validation-group-field source
 TEST_DATA ?= data/test.jsonl
-TEST_B_DATA ?= data/test-b.jsonl
+EXTRA_TEST_DATA ?= data/test-b.jsonl data/test-c.jsonl
 DEV_DATA ?= ../shared/eval/dev_tickets.jsonl
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -89,16 +89,17 @@ evaluate: model
 			--model-dir $(MODEL_DIR) --against $(TEACHER_DIR) --against-runtime torch \
 			--out reports/against-v1-dev.json; fi; \
 	fi
-	@if [ -f $(TEST_B_DATA) ]; then \
-		$(BIN)/smart-support evaluate --data $(TEST_B_DATA) --model-dir $(MODEL_DIR) \
-			--out reports/test-b.json; \
+	@set -e; for data in $(EXTRA_TEST_DATA); do \
+		name=$$(basename $$data .jsonl); \
+		$(BIN)/smart-support evaluate --data $$data --model-dir $(MODEL_DIR) \
+			--out reports/$$name.json; \
 		if [ -f $(TEACHER_DIR)/metadata.json ]; then \
-			$(BIN)/smart-support evaluate --data $(TEST_B_DATA) --model-dir $(TEACHER_DIR) \
-				--out reports/teacher-test-b.json; \
-			$(BIN)/smart-support compare --data $(TEST_B_DATA) --model-dir $(MODEL_DIR) \
-				--against $(TEACHER_DIR) --against-runtime torch --out reports/against-v1-test-b.json; \
+			$(BIN)/smart-support evaluate --data $$data --model-dir $(TEACHER_DIR) \
+				--out reports/teacher-$$name.json; \
+			$(BIN)/smart-support compare --data $$data --model-dir $(MODEL_DIR) \
+				--against $(TEACHER_DIR) --against-runtime torch --out reports/against-v1-$$name.json; \
 		fi; \
-	fi
+	done
 
 clean-model:
 	rm -rf $(MODEL_DIR)/classifier $(MODEL_DIR)/*.pkl $(MODEL_DIR)/*.json $(MODEL_DIR)/student-base \
