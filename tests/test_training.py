@@ -94,6 +94,15 @@ def test_compare_refuses_a_file_either_model_was_trained_on(runner, trained_mode
     assert "trained on" in result.output
 
 
+def test_compare_names_a_missing_model_directory(runner, trained_model_dir, tiny_ticket_files,
+                                                 tmp_path):
+    result = runner.invoke(main, ["compare", "--data", str(tiny_ticket_files["test"]),
+                                  "--model-dir", str(trained_model_dir),
+                                  "--against", str(tmp_path / "no-such-model")])
+    assert result.exit_code != 0
+    assert "no-such-model: model directory missing" in result.output
+
+
 def test_a_distilbert_checkpoint_works_as_the_base(runner, tmp_path):
     base = build_tiny_checkpoint(tmp_path / "distil", "distilbert")
     data = write_jsonl(tmp_path / "train.jsonl", make_tickets(15, seed=3))

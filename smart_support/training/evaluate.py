@@ -81,10 +81,11 @@ def reliability_plot(report: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def held_out_artifacts(data: Path | str, settings: Settings):
-    """The model's artifacts, refusing to score it on the file it was trained on."""
+def held_out_artifacts(data: Path | str, digest: str, settings: Settings):
+    """The model's artifacts, refusing to score it on the file (SHA-256 `digest`) it was
+    trained on."""
     artifacts = load_artifacts(settings.model_dir, settings.runtime)
-    if file_sha256(data) == artifacts.metadata.get("training_data", {}).get("sha256"):
+    if digest == artifacts.metadata.get("training_data", {}).get("sha256"):
         raise DataError(f"{data} is the file this model was trained on; "
                         "evaluate on held-out tickets instead")
     return artifacts
@@ -105,8 +106,8 @@ def served_answers(tickets, artifacts, settings: Settings):
 
 def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8) -> dict:
     tickets = load_tickets(data)
-    artifacts = held_out_artifacts(data, settings)
     digest = file_sha256(data)
+    artifacts = held_out_artifacts(data, digest, settings)
     labels = list(artifacts.labels)
     labels += sorted({t.category for t in tickets} - set(labels))
     truth = [t.category for t in tickets]
@@ -157,9 +158,10 @@ def compare(data: Path | str, settings: Settings, against: Settings, resamples: 
     """Macro-F1 of two served models on the same tickets, and how sure the file is of the
     difference: a paired bootstrap (both models scored on each resample of the tickets)."""
     tickets = load_tickets(data)
+    digest = file_sha256(data)
     sides = {}
     for name, side in (("model", settings), ("against", against)):
-        artifacts = held_out_artifacts(data, side)
+        artifacts = held_out_artifacts(data, digest, side)
         _, decisions, _, _ = served_answers(tickets, artifacts, side)
         sides[name] = {"version": artifacts.version, "model_dir": str(artifacts.model_dir),
                        "runtime": side.runtime, "quantize": side.quantize,
@@ -168,7 +170,7 @@ def compare(data: Path | str, settings: Settings, against: Settings, resamples: 
                               sides["against"].pop("categories"), resamples, seed)
     sides["model"]["macro_f1"] = paired.pop("macro_f1")
     sides["against"]["macro_f1"] = paired.pop("against_macro_f1")
-    return {"data": {"path": str(data), "sha256": file_sha256(data), "tickets": len(tickets)},
+    return {"data": {"path": str(data), "sha256": digest, "tickets": len(tickets)},
             **sides, **paired}
 
 
