@@ -100,6 +100,11 @@ evaluate: model
 				--against $(TEACHER_DIR) --against-runtime torch --out reports/against-v1-$$name.json; \
 		fi; \
 	done
+	@if [ -f $(TEACHER_DIR)/metadata.json ]; then \
+		$(BIN)/smart-support compare $(foreach f,$(TEST_DATA) $(EXTRA_TEST_DATA),--data $(f)) \
+			--model-dir $(MODEL_DIR) --against $(TEACHER_DIR) --against-runtime torch \
+			--out reports/against-v1-held-out.json; \
+	fi
 
 clean-model:
 	rm -rf $(MODEL_DIR)/classifier $(MODEL_DIR)/*.pkl $(MODEL_DIR)/*.json $(MODEL_DIR)/student-base \

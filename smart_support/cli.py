@@ -184,7 +184,8 @@ def evaluate(data, model_dir, out, alert_threshold, plot) -> None:
 
 @main.command()
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Labelled tickets to score both models on (never either's training file).")
+              multiple=True, help="Labelled tickets to score both models on (never either's "
+              "training file); repeat it to pool several files into one sample.")
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Model directory [default: SMART_SUPPORT_MODEL_DIR or models].")
 @click.option("--against", "against_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -198,7 +199,8 @@ def evaluate(data, model_dir, out, alert_threshold, plot) -> None:
               help="Write the JSON report here.")
 def compare(data, model_dir, against_dir, against_runtime, against_quantize, resamples,
             out) -> None:
-    """Macro-F1 of two models on one file, with a paired-bootstrap interval of the difference."""
+    """Macro-F1 of two models on the same tickets, with a paired-bootstrap interval of the
+    difference."""
     from smart_support.config import ConfigError, Settings
     from smart_support.inference.artifacts import ArtifactError
     from smart_support.training.data import DataError
@@ -209,7 +211,7 @@ def compare(data, model_dir, against_dir, against_runtime, against_quantize, res
         against = Settings.from_env(
             model_dir=against_dir, runtime=against_runtime or settings.runtime,
             quantize=against_quantize or settings.quantize)
-        report = run_comparison(data, settings, against, resamples)
+        report = run_comparison(list(data), settings, against, resamples)
     except (ArtifactError, DataError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(render_comparison(report))

@@ -76,6 +76,7 @@ def test_compare_scores_two_served_models_on_one_file(runner, trained_model_dir,
     assert "95% paired-bootstrap interval" in result.output
     report = json.loads(out.read_text())
     assert report["data"]["tickets"] == 30
+    assert [f["tickets"] for f in report["data"]["files"]] == [30]
     assert (report["model"]["runtime"], report["against"]["runtime"]) == ("onnx", "torch")
     assert report["model"]["version"] == report["against"]["version"]
     # each figure is rounded to 4 places on its own
@@ -85,13 +86,30 @@ def test_compare_scores_two_served_models_on_one_file(runner, trained_model_dir,
     assert low <= high and report["bootstrap"]["resamples"] == 200
 
 
+def test_compare_pools_several_files_into_one_sample(runner, trained_model_dir,
+                                                     tiny_ticket_files, tmp_path):
+    other = write_jsonl(tmp_path / "other.jsonl", make_tickets(5, seed=7))
+    out = tmp_path / "pooled.json"
+    result = runner.invoke(main, ["compare", "--data", str(tiny_ticket_files["test"]),
+                                  "--data", str(other), "--model-dir", str(trained_model_dir),
+                                  "--against", str(trained_model_dir), "--resamples", "200",
+                                  "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"{tiny_ticket_files['test']} + {other}: 45 tickets" in result.output
+    report = json.loads(out.read_text())
+    assert [f["tickets"] for f in report["data"]["files"]] == [30, 15]
+    # the same model on both sides: every resample agrees with itself
+    assert report["difference"] == 0.0 and report["bootstrap"]["ci95"] == [0.0, 0.0]
+
+
 def test_compare_refuses_a_file_either_model_was_trained_on(runner, trained_model_dir,
                                                              tiny_ticket_files):
-    result = runner.invoke(main, ["compare", "--data", str(tiny_ticket_files["train"]),
+    result = runner.invoke(main, ["compare", "--data", str(tiny_ticket_files["test"]),
+                                  "--data", str(tiny_ticket_files["train"]),
                                   "--against", str(trained_model_dir),
                                   "--model-dir", str(trained_model_dir)])
     assert result.exit_code != 0
-    assert "trained on" in result.output
+    assert f"{tiny_ticket_files['train']} is the file this model was trained on" in result.output
 
 
 def test_compare_names_a_missing_model_directory(runner, trained_model_dir, tiny_ticket_files,

@@ -85,10 +85,14 @@ def held_out_artifacts(data: Path | str, digest: str, settings: Settings):
     """The model's artifacts, refusing to score it on the file (SHA-256 `digest`) it was
     trained on."""
     artifacts = load_artifacts(settings.model_dir, settings.runtime)
+    refuse_training_file(data, digest, artifacts)
+    return artifacts
+
+
+def refuse_training_file(data: Path | str, digest: str, artifacts) -> None:
     if digest == artifacts.metadata.get("training_data", {}).get("sha256"):
         raise DataError(f"{data} is the file this model was trained on; "
                         "evaluate on held-out tickets instead")
-    return artifacts
 
 
 def served_answers(tickets, artifacts, settings: Settings):
@@ -153,15 +157,23 @@ def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8)
     }
 
 
-def compare(data: Path | str, settings: Settings, against: Settings, resamples: int = 2000,
+def compare(data: Path | str | list, settings: Settings, against: Settings, resamples: int = 2000,
             seed: int = 0) -> dict:
-    """Macro-F1 of two served models on the same tickets, and how sure the file is of the
-    difference: a paired bootstrap (both models scored on each resample of the tickets)."""
-    tickets = load_tickets(data)
-    digest = file_sha256(data)
+    """Macro-F1 of two served models on the same tickets, and how sure the tickets are of the
+    difference: a paired bootstrap (both models scored on each resample of the tickets).
+    Several files are pooled into one sample, each refused if either model trained on it."""
+    files = [Path(path) for path in (data if isinstance(data, (list, tuple)) else [data])]
+    loaded = [load_artifacts(side.model_dir, side.runtime) for side in (settings, against)]
+    tickets, described = [], []
+    for path in files:
+        rows = load_tickets(path)
+        digest = file_sha256(path)
+        for artifacts in loaded:
+            refuse_training_file(path, digest, artifacts)
+        tickets += rows
+        described.append({"path": str(path), "sha256": digest, "tickets": len(rows)})
     sides = {}
-    for name, side in (("model", settings), ("against", against)):
-        artifacts = held_out_artifacts(data, digest, side)
+    for name, side, artifacts in zip(("model", "against"), (settings, against), loaded):
         _, decisions, _, _ = served_answers(tickets, artifacts, side)
         sides[name] = {"version": artifacts.version, "model_dir": str(artifacts.model_dir),
                        "runtime": side.runtime, "quantize": side.quantize,
@@ -170,14 +182,14 @@ def compare(data: Path | str, settings: Settings, against: Settings, resamples: 
                               sides["against"].pop("categories"), resamples, seed)
     sides["model"]["macro_f1"] = paired.pop("macro_f1")
     sides["against"]["macro_f1"] = paired.pop("against_macro_f1")
-    return {"data": {"path": str(data), "sha256": digest, "tickets": len(tickets)},
-            **sides, **paired}
+    return {"data": {"files": described, "tickets": len(tickets)}, **sides, **paired}
 
 
 def render_comparison(report: dict) -> str:
     ours, theirs, boot = report["model"], report["against"], report["bootstrap"]
     return "\n".join([
-        f"{report['data']['path']}: {report['data']['tickets']} tickets",
+        f"{' + '.join(f['path'] for f in report['data']['files'])}: "
+        f"{report['data']['tickets']} tickets",
         f"  model   {ours['version']} ({ours['runtime']}, {ours['quantize']}): "
         f"macro-F1 {ours['macro_f1']:.4f}",
         f"  against {theirs['version']} ({theirs['runtime']}, {theirs['quantize']}): "
