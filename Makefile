@@ -11,7 +11,7 @@ TRAIN_DATA ?= data/train.jsonl
 # threshold are fitted on tickets by a writer the model never read.
 TRAIN_ARGS ?= --validation-group-field source
 TEST_DATA ?= data/test.jsonl
-EXTRA_TEST_DATA ?= data/test-b.jsonl data/test-c.jsonl
+EXTRA_TEST_DATA ?= data/test-b.jsonl data/test-c.jsonl data/test-d.jsonl
 DEV_DATA ?= ../shared/eval/dev_tickets.jsonl
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
