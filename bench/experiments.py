@@ -160,7 +160,10 @@ OVERHEAD_VARIANTS = {
     "no access log nor prediction log": {"SMART_SUPPORT_ACCESS_LOG": "/dev/null",
                                          "SMART_SUPPORT_RECORD_PREDICTIONS": "false"},
     # command-line settings override gunicorn.conf.py: the same layout, kept-alive connections
-    "keep-alive (gthread worker, 1 thread)": {"GUNICORN_CMD_ARGS": "-k gthread --threads 1"},
+    "keep-alive (gthread worker with 1 thread)": {"GUNICORN_CMD_ARGS": "-k gthread --threads 1"},
+    # glibc >= 2.35 backs large malloc'd blocks (ONNX Runtime's weights) with transparent huge
+    # pages: fewer TLB misses. Read at exec, so it must be in gunicorn's own environment.
+    "malloc in huge pages": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
 }
 
 

@@ -135,6 +135,8 @@ def machine() -> dict:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "loadavg": os.getloadavg(),
+        # malloc tunables (`make bench` sets huge pages) change the figures: recorded
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
     }
 
 
