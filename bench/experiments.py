@@ -5,6 +5,7 @@
     .venv/bin/python bench/experiments.py overhead           # about 6 min; needs wrk
     .venv/bin/python bench/experiments.py floor              # about 4 min; needs wrk
     .venv/bin/python bench/experiments.py prediction-log     # seconds
+    .venv/bin/python bench/experiments.py in-app             # about 1 min
     .venv/bin/python bench/experiments.py models models DIR  # per-ticket speed of model dirs
 
 batching: in process, int8, the shipped model. Tickets/s when groups of 16 random test
@@ -22,6 +23,11 @@ floor:    server CPU per request at 16 connections of the shipped app against tw
           apps (bench/floor_apps.py: plain WSGI, minimal Flask) on the same gunicorn settings,
           interleaved rounds; and the served model's CPU per ticket in process (onnx int8,
           1 thread, batch 1), so the overhead of HTTP at its least and as shipped is known.
+in-app:   in process, no HTTP: CPU per POST /classify through the shipped Flask app (called
+          as gunicorn calls it, one WSGI request per test ticket), against the service's
+          triage alone on the same tickets, and against the app with its triage replaced by
+          a constant answer; interleaved rounds. What the app costs with a warm cache and
+          what it costs between forward passes, which evict each other's working set.
 prediction-log: CPU per prediction-log row written one per transaction (what a request did
           before batching) and in batches of 12 and 100 (`Storage.record_predictions` on a
           temporary SQLite file, median of 5 rounds).
@@ -252,6 +258,78 @@ def floor(args) -> dict:
     return out
 
 
+def in_app(args) -> dict:
+    """CPU per request of the app around the model, with and without forward passes between
+    requests (see the module docstring)."""
+    import io
+    import os
+
+    os.environ["SMART_SUPPORT_DATA_DIR"] = tempfile.mkdtemp(prefix="experiments-")
+    from smart_support import create_app
+    from smart_support.inference.predictor import Ticket
+
+    app = create_app({"model_dir": args.model_dir})
+    service = app.extensions["smart_support"]
+    rows = workload.read_tickets(ROOT / "data/test.jsonl")
+    bodies = [workload.request_body(r).encode() for r in rows]
+    tickets = [Ticket(r.get("subject") or "", r["description"]) for r in rows]
+    triage = service.triage
+    constant = triage(tickets[:1])
+
+    def post(body: bytes) -> None:
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/classify", "QUERY_STRING": "",
+                   "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "SERVER_PROTOCOL":
+                   "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1", "CONTENT_TYPE": "application/json",
+                   "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+                   "wsgi.errors": sys.stderr, "wsgi.url_scheme": "http", "wsgi.version": (1, 0),
+                   "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False}
+        status = []
+        b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
+        if not status[0].startswith("200"):
+            raise RuntimeError(f"POST /classify answered {status[0]}")
+
+    inside = []
+
+    def timed_triage(batch):
+        started = time.thread_time()
+        try:
+            return triage(batch)
+        finally:
+            inside.append(time.thread_time() - started)
+
+    def per_item(work, items) -> float:
+        started = time.thread_time()
+        for item in items:
+            work(item)
+        return (time.thread_time() - started) / len(items) * 1000
+
+    for body in bodies[:50]:
+        post(body)
+    figures = {"app with the model": [], "triage inside the app": [], "triage alone": [],
+               "app with a constant answer": []}
+    for _ in range(args.rounds):
+        inside.clear()
+        service.triage = timed_triage
+        figures["app with the model"].append(per_item(post, bodies))
+        figures["triage inside the app"].append(sum(inside) / len(bodies) * 1000)
+        service.triage = lambda batch: (constant[0] * len(batch), dict(constant[1]))
+        figures["app with a constant answer"].append(per_item(post, bodies))
+        service.triage = triage
+        figures["triage alone"].append(per_item(lambda t: triage([t]), tickets))
+    out = {name: {"median_cpu_ms": round(statistics.median(values), 3),
+                  "cpu_ms_by_round": [round(v, 3) for v in values]}
+           for name, values in figures.items()}
+    median = {name: out[name]["median_cpu_ms"] for name in out}
+    out["app around the model, between forward passes"] = round(
+        median["app with the model"] - median["triage inside the app"], 3)
+    out["app around the model, warm (constant answer)"] = median["app with a constant answer"]
+    out["triage slowed by the app"] = round(
+        median["triage inside the app"] - median["triage alone"], 3)
+    for name, value in out.items():
+        log(f"{name}: {value}")
+    return out
+
+
 def prediction_log(args) -> dict:
     from datetime import datetime, timezone
 
@@ -314,12 +392,14 @@ def models(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("experiment", choices=["batching", "layouts", "overhead", "floor",
-                                               "prediction-log", "models"])
+                                               "in-app", "prediction-log", "models"])
     parser.add_argument("model_dirs", nargs="*", help="models: the model directories to time")
-    parser.add_argument("--model-dir", default="models", help="batching, layouts: the model")
+    parser.add_argument("--model-dir", default="models",
+                        help="batching, layouts, in-app: the model")
     parser.add_argument("--duration", type=int, default=15,
                         help="layouts, overhead, floor: seconds per level")
-    parser.add_argument("--rounds", type=int, default=3, help="overhead, floor: interleaved rounds")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="overhead, floor, in-app: interleaved rounds")
     parser.add_argument("--variants", type=lambda s: s.split(","), default=None,
                         help="overhead: comma-separated variant names (default: all of "
                              f"{', '.join(OVERHEAD_VARIANTS)})")
@@ -330,7 +410,8 @@ def main() -> None:
     if args.experiment == "models" and not args.model_dirs:
         parser.error("models: name at least one model directory")
     figures = {"batching": batching, "layouts": layouts, "overhead": overhead, "floor": floor,
-               "prediction-log": prediction_log, "models": models}[args.experiment](args)
+               "in-app": in_app, "prediction-log": prediction_log,
+               "models": models}[args.experiment](args)
     out = BENCH / "results" / f"experiments-{args.experiment}.json"
     out.write_text(json.dumps({"experiment": args.experiment, "figures": figures,
                                "machine": __import__("sysinfo").machine()}, indent=2))
