@@ -6,6 +6,7 @@
     .venv/bin/python bench/experiments.py floor              # about 4 min; needs wrk
     .venv/bin/python bench/experiments.py prediction-log     # seconds
     .venv/bin/python bench/experiments.py in-app             # about 1 min
+    .venv/bin/python bench/experiments.py lean               # about 5 min; needs wrk
     .venv/bin/python bench/experiments.py models models DIR  # per-ticket speed of model dirs
 
 batching: in process, int8, the shipped model. Tickets/s when groups of 16 random test
@@ -28,6 +29,11 @@ in-app:   in process, no HTTP: CPU per POST /classify through the shipped Flask 
           triage alone on the same tickets, and against the app with its triage replaced by
           a constant answer; interleaved rounds. What the app costs with a warm cache and
           what it costs between forward passes, which evict each other's working set.
+lean:     the in-process limit of the server's layout (2 one-thread processes, batch 1, as in
+          `make bench`), then the shipped server against two REFERENCE apps
+          (bench/lean_apps.py: the model behind a plainer /classify view, with and without
+          the route's features) under wrk at 16 connections, interleaved rounds: how close to
+          the limit the route's layers let HTTP come.
 prediction-log: CPU per prediction-log row written one per transaction (what a request did
           before batching) and in batches of 12 and 100 (`Storage.record_predictions` on a
           temporary SQLite file, median of 5 rounds).
@@ -258,6 +264,37 @@ def floor(args) -> dict:
     return out
 
 
+LEAN_APPS = {"as shipped": "wsgi:app",
+             "plain Flask view, features kept (REFERENCE)": "lean_apps:features_kept()",
+             "plain Flask view, no validation, metrics, logs or alerts (REFERENCE)":
+                 "lean_apps:no_features()"}
+
+
+def lean(args) -> dict:
+    """The shipped server and two plainer /classify views against the in-process limit."""
+    import run
+
+    limit = run.run_parallel(argparse.Namespace(data=str(ROOT / "data/test.jsonl"),
+                                                model_dir=args.model_dir),
+                             {"parallel_duration": args.duration}, batch_size=1)
+    log(f"in-process limit (2 processes x 1 thread, batch 1): {limit['tickets_per_s']:.1f} "
+        f"tickets/s")
+    runs = interleaved_rounds(args, {name: {"app": app} for name, app in LEAN_APPS.items()})
+    out = {"inprocess_limit_tickets_per_s": round(limit["tickets_per_s"], 1)}
+    for name, results in runs.items():
+        rps = statistics.median(r["rps"] for r in results)
+        out[name] = {
+            "median_rps": round(rps, 1),
+            "share_of_inprocess_limit": round(rps / limit["tickets_per_s"], 3),
+            "median_server_cpu_ms": round(statistics.median(
+                r["server_cpu_ms_per_request"] for r in results), 3),
+            "non2xx": sum(r["non2xx"] for r in results),
+            "rps_by_round": [round(r["rps"], 1) for r in results],
+        }
+        log(f"{name}: {out[name]}")
+    return out
+
+
 def in_app(args) -> dict:
     """CPU per request of the app around the model, with and without forward passes between
     requests (see the module docstring)."""
@@ -392,14 +429,14 @@ def models(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("experiment", choices=["batching", "layouts", "overhead", "floor",
-                                               "in-app", "prediction-log", "models"])
+                                               "in-app", "lean", "prediction-log", "models"])
     parser.add_argument("model_dirs", nargs="*", help="models: the model directories to time")
     parser.add_argument("--model-dir", default="models",
-                        help="batching, layouts, in-app: the model")
+                        help="batching, layouts, in-app, lean: the model")
     parser.add_argument("--duration", type=int, default=15,
-                        help="layouts, overhead, floor: seconds per level")
+                        help="layouts, overhead, floor, lean: seconds per level")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="overhead, floor, in-app: interleaved rounds")
+                        help="overhead, floor, in-app, lean: interleaved rounds")
     parser.add_argument("--variants", type=lambda s: s.split(","), default=None,
                         help="overhead: comma-separated variant names (default: all of "
                              f"{', '.join(OVERHEAD_VARIANTS)})")
@@ -410,7 +447,7 @@ def main() -> None:
     if args.experiment == "models" and not args.model_dirs:
         parser.error("models: name at least one model directory")
     figures = {"batching": batching, "layouts": layouts, "overhead": overhead, "floor": floor,
-               "in-app": in_app, "prediction-log": prediction_log,
+               "in-app": in_app, "lean": lean, "prediction-log": prediction_log,
                "models": models}[args.experiment](args)
     out = BENCH / "results" / f"experiments-{args.experiment}.json"
     out.write_text(json.dumps({"experiment": args.experiment, "figures": figures,
