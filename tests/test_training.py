@@ -102,6 +102,17 @@ def test_compare_pools_several_files_into_one_sample(runner, trained_model_dir,
     assert report["difference"] == 0.0 and report["bootstrap"]["ci95"] == [0.0, 0.0]
 
 
+def test_compare_refuses_the_same_tickets_twice(runner, trained_model_dir, tiny_ticket_files,
+                                                tmp_path):
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(tiny_ticket_files["test"].read_bytes())
+    result = runner.invoke(main, ["compare", "--data", str(tiny_ticket_files["test"]),
+                                  "--data", str(copy), "--model-dir", str(trained_model_dir),
+                                  "--against", str(trained_model_dir)])
+    assert result.exit_code != 0
+    assert f"{copy} is given twice" in result.output
+
+
 def test_compare_refuses_a_file_either_model_was_trained_on(runner, trained_model_dir,
                                                              tiny_ticket_files):
     result = runner.invoke(main, ["compare", "--data", str(tiny_ticket_files["test"]),

@@ -168,6 +168,9 @@ def compare(data: Path | str | list, settings: Settings, against: Settings, resa
     for path in files:
         rows = load_tickets(path)
         digest = file_sha256(path)
+        if any(d["sha256"] == digest for d in described):
+            raise DataError(f"{path} is given twice (same contents): its tickets would count "
+                            "twice")
         for artifacts in loaded:
             refuse_training_file(path, digest, artifacts)
         tickets += rows
