@@ -131,7 +131,8 @@ bench: model
 		else \
 			echo "wrk is missing and this is not root: the HTTP part will be skipped (apt-get install wrk)"; \
 		fi; }
-	GLIBC_TUNABLES=$(MALLOC_TUNABLES) $(BIN)/python bench/run.py $(BENCH_ARGS)
+	GLIBC_TUNABLES=$(MALLOC_TUNABLES) $(BIN)/python bench/run.py \
+		--accuracy-data $(TEST_DATA) $(EXTRA_TEST_DATA) --outside-data $(DEV_DATA) $(BENCH_ARGS)
 
 # `make faults`: load and fault scenarios on loopback, gunicorn as deployed behind nginx
 # (deploy/nginx.conf): sustained load, a killed worker, memory over 50,000 requests, broken

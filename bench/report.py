@@ -103,6 +103,15 @@ def markdown(r: dict) -> str:
         ["20,000-char e-mail / typical ticket, over HTTP",
          _f(s.get("long_email_over_typical_http"), "x{:.2f}"), "sequential requests"],
     ]
+    for name, label in (("held_out", "our held-out files pooled"),
+                        ("outside", "the outside author's file")):
+        acc = s.get(f"accuracy_vs_v1_{name}")
+        if acc:
+            rows.append([f"macro-F1, served model - v1 (teacher, torch int8), {label}",
+                         f"{acc['difference']:+.4f}",
+                         f"95% paired-bootstrap interval {acc['ci95'][0]:+.4f} to "
+                         f"{acc['ci95'][1]:+.4f}; {acc['model']:.4f} vs {acc['v1']:.4f} on "
+                         f"{acc['tickets']} tickets (`smart-support compare`)"])
     out += _table(["figure", "value", "detail"], rows)
     if s.get("max_foreign_cores", 0) > NOISY:
         out += [f"**Noisy run:** processes not started by the benchmark used up to "

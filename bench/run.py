@@ -1,5 +1,6 @@
 """Smart-Support benchmark: model limit in-process, the real server under wrk, a seed-shaped
-reference server, and memory, in one run. `make bench` runs it; see bench/README.md.
+reference server, memory, and the served model's accuracy against v1, in one run. `make bench`
+runs it; see bench/README.md.
 
     .venv/bin/python bench/run.py            # full run, about 10 minutes on 2 cores
     .venv/bin/python bench/run.py --quick    # about 3 minutes, fewer repeats, shorter loads
@@ -526,9 +527,47 @@ def phase_http(args, profile, results, bodies: Path, log_dir: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # summary
 
+def phase_accuracy(args, results) -> None:
+    """The served model against v1 (its teacher as first served: torch int8), macro-F1 on the
+    held-out files pooled and on the outside author's file, by `smart-support compare`, so the
+    accuracy target sits in the same report as the speed targets."""
+    log("\n== (e) accuracy: the served model against v1 ==")
+    teacher = (results.get("model_teacher") or "").strip()
+    if not teacher or not (Path(teacher) / "metadata.json").is_file():
+        log(f"  skipped: the model names no teacher directory with a model ({teacher or 'none'})")
+        return
+    runs = {"held_out": list(args.accuracy_data)}
+    if args.outside_data and Path(args.outside_data).is_file():
+        runs["outside"] = [args.outside_data]
+    out = {}
+    for name, files in runs.items():
+        if not files:
+            continue
+        with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+            report_path = Path(tmp) / "compare.json"
+            argv = [ROOT / ".venv" / "bin" / "smart-support", "compare",
+                    *[a for f in files for a in ("--data", f)], "--model-dir", args.model_dir,
+                    "--against", teacher, "--against-runtime", "torch",
+                    "--out", report_path]
+            proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
+                                  env=child_env(), cwd=ROOT, timeout=900)
+            if proc.returncode != 0:
+                raise BenchError(f"smart-support compare ({name}) failed: "
+                                 f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+            out[name] = json.loads(report_path.read_text())
+        log("  " + "\n  ".join(line for line in proc.stdout.strip().splitlines()
+                                if not line.startswith("report written")))
+    results["accuracy_vs_v1"] = out
+
+
 def summarise(results: dict) -> dict:
     """The handful of figures that answer "how fast, compared with what"."""
     s: dict = {}
+    for name, report in results.get("accuracy_vs_v1", {}).items():
+        s[f"accuracy_vs_v1_{name}"] = {
+            "tickets": report["data"]["tickets"], "difference": report["difference"],
+            "ci95": report["bootstrap"]["ci95"], "model": report["model"]["macro_f1"],
+            "v1": report["against"]["macro_f1"]}
     http = results["http"]
     ours = {r["connections"]: r for r in http.get("ours", [])}
     ref = {r["connections"]: r for r in http.get("reference", [])}
@@ -608,6 +647,15 @@ def summarise(results: dict) -> dict:
     return s
 
 
+def accuracy(s: dict, name: str) -> str:
+    """`difference [low, high] (model vs v1, N tickets)`, or n/a."""
+    a = s.get(f"accuracy_vs_v1_{name}")
+    if not a:
+        return "n/a"
+    return (f"{a['difference']:+.4f} [{a['ci95'][0]:+.4f}, {a['ci95'][1]:+.4f}] "
+            f"({a['model']:.4f} vs {a['v1']:.4f}, {a['tickets']} tickets, paired bootstrap)")
+
+
 def print_summary(s: dict, results: dict) -> None:
     def fmt(key, pattern):
         return pattern.format(s[key]) if key in s else "n/a"
@@ -649,6 +697,8 @@ def print_summary(s: dict, results: dict) -> None:
           f"{s.get('inprocess_rss_mib_torch_int8_1thread', 0):.0f} MiB")
          if has("inprocess_batch1_onnx_int8_1thread", "inprocess_batch1_torch_int8_1thread")
          else "n/a"),
+        ("served model - v1, macro-F1, held-out files pooled", accuracy(s, "held_out")),
+        ("... on the outside author's file", accuracy(s, "outside")),
         ("non-2xx / socket errors / degraded answers",
          f"{s.get('ours_non2xx_total', 'n/a')} / {s.get('ours_socket_errors_total', 'n/a')} / "
          f"{s.get('ours_degraded_total', 'n/a')}"),
@@ -713,6 +763,12 @@ def main() -> int:
     parser.add_argument("--skip-inprocess", action="store_true")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--accuracy-data", nargs="*", default=["data/test.jsonl"],
+                        help="held-out files pooled for the served model against v1 "
+                             "(`make bench`: every held-out file `make evaluate` scores)")
+    parser.add_argument("--outside-data", default="../shared/eval/dev_tickets.jsonl",
+                        help="the outside author's file, compared on its own when present")
     args = parser.parse_args()
     os.chdir(ROOT)
     preflight(args)
@@ -753,6 +809,12 @@ def main() -> int:
                     results["errors"].append(f"in-process: {exc}")
             if not args.skip_http:
                 phase_http(args, profile, results, bodies, log_dir)
+            if not args.skip_accuracy:
+                try:
+                    phase_accuracy(args, results)
+                except (BenchError, subprocess.TimeoutExpired) as exc:
+                    log(f"  ERROR: {exc}")
+                    results["errors"].append(f"accuracy: {exc}")
     except KeyboardInterrupt:
         log("\ninterrupted: stopping every process this benchmark started")
         CHILDREN.stop_all()
