@@ -61,10 +61,10 @@ NOISY_FOREIGN_CORES = 0.2  # others using more than this during a measurement: f
 PROFILES = {
     "full": {"duration": 15, "warmup": 4, "repeats": 3, "max_seconds": 5.0, "wait_quiet": 90,
              "parallel_duration": 8.0, "long_repeats": 30, "http_long_repeats": 20,
-             "arrival_order": True},
+             "arrival_order": True, "ratio_rounds": 3},
     "quick": {"duration": 5, "warmup": 2, "repeats": 1, "max_seconds": 2.5, "wait_quiet": 30,
               "parallel_duration": 3.0, "long_repeats": 10, "http_long_repeats": 8,
-              "arrival_order": False},
+              "arrival_order": False, "ratio_rounds": 1},
 }
 
 
@@ -467,6 +467,28 @@ def load_levels(server: Server, levels, key: str, results, profile, duration: fl
     results["http"][f"{key}_memory"] = memory_report(server, sampler)
 
 
+def ratio_rounds(args, profile, server: Server, bodies: Path, duration: float,
+                 log_dir: Path) -> list[dict]:
+    """The in-process limit of the server's layout and HTTP at 16 connections, back to back in
+    alternating rounds. This host's speed drifts by several percent over minutes, so the ratio
+    of (a)'s limit to (b)'s throughput, taken minutes apart, moves with it; a round's two
+    figures are taken within seconds of each other."""
+    log(f"\n== (b') HTTP at 16 connections / in-process limit, {profile['ratio_rounds']} "
+        "alternating round(s) ==")
+    rounds = []
+    for k in range(profile["ratio_rounds"]):
+        limit = run_parallel(args, profile, 1)
+        http = run_wrk(server, 16, duration, bodies, log_dir / f"wrk-ratio-{k + 1}.txt")
+        rounds.append({"limit_tickets_per_s": round(limit["tickets_per_s"], 1),
+                       "http_rps": round(http["rps"], 1),
+                       "ratio": round(http["rps"] / limit["tickets_per_s"], 4),
+                       "non2xx": http["non2xx"],
+                       "foreign_cores": max(limit["foreign_cores"], http["foreign_cores"])})
+        log(f"  round {k + 1}: limit {limit['tickets_per_s']:.1f} tickets/s, HTTP "
+            f"{http['rps']:.1f} req/s: {rounds[-1]['ratio']:.1%}")
+    return rounds
+
+
 def phase_http(args, profile, results, bodies: Path, log_dir: Path) -> None:
     if shutil.which("wrk") is None:
         message = ("wrk is not installed: skipping the HTTP part (b, c, d). Install it with "
@@ -506,6 +528,9 @@ def phase_http(args, profile, results, bodies: Path, log_dir: Path) -> None:
                 li = results["http"]["ours_long_input"]
                 log(f"  long e-mail over HTTP: {li['long_email']['ms_p50']:.1f} ms vs typical "
                     f"{li['typical']['ms_p50']:.1f} ms (x{li['ratio_p50']:.2f})")
+                if not args.skip_inprocess:
+                    results["http"]["ratio_rounds"] = ratio_rounds(args, profile, server,
+                                                                   bodies, duration, log_dir)
         except BenchError as exc:
             log(f"  ERROR: {exc}")
             results["errors"].append(f"smart-support server: {exc}")
@@ -563,6 +588,10 @@ def phase_accuracy(args, results) -> None:
 def summarise(results: dict) -> dict:
     """The handful of figures that answer "how fast, compared with what"."""
     s: dict = {}
+    rounds = results["http"].get("ratio_rounds")
+    if rounds:
+        s["http_c16_over_limit_alternating"] = statistics.median(r["ratio"] for r in rounds)
+        s["http_c16_over_limit_alternating_rounds"] = [r["ratio"] for r in rounds]
     for name, report in results.get("accuracy_vs_v1", {}).items():
         s[f"accuracy_vs_v1_{name}"] = {
             "tickets": report["data"]["tickets"], "difference": report["difference"],
@@ -677,6 +706,10 @@ def print_summary(s: dict, results: dict) -> None:
             f"{SERVER_WORKERS} {' '.join(SERVED)} processes x 1 thread in parallel, batch "
             f"{s['inprocess_layout_best_batch_size']})"
             if has("inprocess_layout_best_tickets_per_s") else "")),
+        ("... limit and HTTP alternated, median of rounds",
+         fmt("http_c16_over_limit_alternating", "{:.1%}")
+         + (f"  (rounds {', '.join(f'{r:.1%}' for r in s['http_c16_over_limit_alternating_rounds'])})"
+            if has("http_c16_over_limit_alternating_rounds") else "")),
         ("... same limit at batch 1 (what /classify runs)",
          fmt("http_c16_over_inprocess_layout_batch1", "{:.0%}")
          + (f"  (limit {s['inprocess_layout_batch1_tickets_per_s']:.1f} tickets/s)"
