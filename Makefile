@@ -69,9 +69,10 @@ serve: model
 test: install
 	$(BIN)/python -m pytest
 
-# Both held-out files, for the served model (and the same model in the torch runtime, which the
-# onnx export must match) and, beside it, the teacher it was distilled from; then the served
-# model against v1 (the teacher as served before the student: torch int8), ticket by ticket.
+# Our test file and the outside author's, for the served model (and the same model in the torch
+# runtime, which the onnx export must match) and, beside it, the teacher it was distilled from;
+# then each further held-out file; then the served model against v1 (the teacher as served
+# before the student: torch int8), ticket by ticket, on each file and on ours pooled.
 evaluate: model
 	$(BIN)/smart-support evaluate --data $(TEST_DATA) --model-dir $(MODEL_DIR) --out reports/test.json \
 		--plot reports/reliability-test.png
