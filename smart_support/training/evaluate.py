@@ -81,15 +81,8 @@ def reliability_plot(report: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def held_out_artifacts(data: Path | str, digest: str, settings: Settings):
-    """The model's artifacts, refusing to score it on the file (SHA-256 `digest`) it was
-    trained on."""
-    artifacts = load_artifacts(settings.model_dir, settings.runtime)
-    refuse_training_file(data, digest, artifacts)
-    return artifacts
-
-
 def refuse_training_file(data: Path | str, digest: str, artifacts) -> None:
+    """A model is never scored on the file (SHA-256 `digest`) it was trained on."""
     if digest == artifacts.metadata.get("training_data", {}).get("sha256"):
         raise DataError(f"{data} is the file this model was trained on; "
                         "evaluate on held-out tickets instead")
@@ -110,8 +103,9 @@ def served_answers(tickets, artifacts, settings: Settings):
 
 def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8) -> dict:
     tickets = load_tickets(data)
+    artifacts = load_artifacts(settings.model_dir, settings.runtime)
     digest = file_sha256(data)
-    artifacts = held_out_artifacts(data, digest, settings)
+    refuse_training_file(data, digest, artifacts)
     labels = list(artifacts.labels)
     labels += sorted({t.category for t in tickets} - set(labels))
     truth = [t.category for t in tickets]
@@ -157,12 +151,11 @@ def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8)
     }
 
 
-def compare(data: Path | str | list, settings: Settings, against: Settings, resamples: int = 2000,
-            seed: int = 0) -> dict:
+def compare(files: list[Path | str], settings: Settings, against: Settings,
+            resamples: int = 2000, seed: int = 0) -> dict:
     """Macro-F1 of two served models on the same tickets, and how sure the tickets are of the
     difference: a paired bootstrap (both models scored on each resample of the tickets).
     Several files are pooled into one sample, each refused if either model trained on it."""
-    files = [Path(path) for path in (data if isinstance(data, (list, tuple)) else [data])]
     loaded = [load_artifacts(side.model_dir, side.runtime) for side in (settings, against)]
     tickets, described = [], []
     for path in files:
