@@ -23,7 +23,8 @@ keepalive = 5
 # nginx in front buffers slow clients; the limits below match deploy/nginx.conf.
 limit_request_line = 8190
 limit_request_fields = 100
-accesslog = os.environ.get("SMART_SUPPORT_ACCESS_LOG", "-")
+# Empty turns it off: behind nginx, whose own access log already has every request.
+accesslog = os.environ.get("SMART_SUPPORT_ACCESS_LOG", "-") or None
 access_log_format = ('{"remote": "%(h)s", "request": "%(r)s", "status": %(s)s, '
                      '"bytes": %(B)s, "duration_ms": %(M)s, "agent": "%(a)s"}')
 errorlog = "-"

@@ -168,14 +168,20 @@ OVERHEAD_VARIANTS = {
     "as shipped": {},
     "prediction log written per request": {"SMART_SUPPORT_PREDICTION_LOG_FLUSH_SECONDS": "0"},
     "no prediction log": {"SMART_SUPPORT_RECORD_PREDICTIONS": "false"},
-    "no access log": {"SMART_SUPPORT_ACCESS_LOG": "/dev/null"},
-    "no access log nor prediction log": {"SMART_SUPPORT_ACCESS_LOG": "/dev/null",
+    "no access log": {"SMART_SUPPORT_ACCESS_LOG": ""},
+    "no access log nor prediction log": {"SMART_SUPPORT_ACCESS_LOG": "",
                                          "SMART_SUPPORT_RECORD_PREDICTIONS": "false"},
     # command-line settings override gunicorn.conf.py: the same layout, kept-alive connections
     "keep-alive (gthread worker with 1 thread)": {"GUNICORN_CMD_ARGS": "-k gthread --threads 1"},
     # glibc >= 2.35 backs large malloc'd blocks (ONNX Runtime's weights) with transparent huge
     # pages: fewer TLB misses. Read at exec, so it must be in gunicorn's own environment.
     "malloc in huge pages": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
+    # one process, so wrk's kept-alive connections cannot pile up on one of two workers; its
+    # threads run the model concurrently (ONNX Runtime releases the GIL), 1 intra-op thread each
+    "one gthread worker x 2 threads (keep-alive)": {"WORKERS": "1", "THREADS": "2",
+                                                    "SMART_SUPPORT_TORCH_THREADS": "1"},
+    "one gthread worker x 3 threads (keep-alive)": {"WORKERS": "1", "THREADS": "3",
+                                                    "SMART_SUPPORT_TORCH_THREADS": "1"},
 }
 
 

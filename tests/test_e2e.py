@@ -134,3 +134,20 @@ def test_a_correction_finds_a_ticket_classified_by_the_other_worker(trained_mode
                                                        "category": "Technical"})
             assert status == 201, record
             assert json.loads(record)["predicted_category"] == json.loads(text)["category"]
+
+
+def test_an_empty_access_log_setting_turns_the_access_log_off(trained_model_dir, tmp_path):
+    # behind nginx, whose own access log has every request: SMART_SUPPORT_ACCESS_LOG= (empty)
+    with gunicorn(trained_model_dir, tmp_path, access_log="") as (base, _):
+        assert call(base + "/classify", {"description": "the export button crashes"})[0] == 200
+    server_log = (tmp_path / "gunicorn.log").read_text()
+    assert "Booting worker" in server_log
+    assert '"request": "POST /classify' not in server_log
+
+
+def test_the_default_access_log_has_one_json_line_per_request(trained_model_dir, tmp_path):
+    with gunicorn(trained_model_dir, tmp_path) as (base, _):
+        assert call(base + "/classify", {"description": "the export button crashes"})[0] == 200
+    lines = [json.loads(line) for line in (tmp_path / "gunicorn.log").read_text().splitlines()
+             if '"request": "POST /classify' in line]
+    assert len(lines) == 1 and lines[0]["status"] == 200
