@@ -145,9 +145,23 @@ def test_an_empty_access_log_setting_turns_the_access_log_off(trained_model_dir,
     assert '"request": "POST /classify' not in server_log
 
 
-def test_the_default_access_log_has_one_json_line_per_request(trained_model_dir, tmp_path):
+def test_the_access_log_has_one_json_line_per_request_whatever_the_user_agent(
+        trained_model_dir, tmp_path):
+    agent = 'tool "quoted" C:\\path\\bin'  # gunicorn's own escaping made this invalid JSON
     with gunicorn(trained_model_dir, tmp_path) as (base, _):
-        assert call(base + "/classify", {"description": "the export button crashes"})[0] == 200
-    lines = [json.loads(line) for line in (tmp_path / "gunicorn.log").read_text().splitlines()
-             if '"request": "POST /classify' in line]
-    assert len(lines) == 1 and lines[0]["status"] == 200
+        request = urllib.request.Request(
+            base + "/classify?explain=false", data=b'{"description": "the export button crashes"}',
+            headers={"Content-Type": "application/json", "User-Agent": agent})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+            sent = len(response.read())
+        assert call(base + "/classify", b"{oops")[0] == 400
+    lines = [line for line in (tmp_path / "gunicorn.log").read_text().splitlines()
+             if "POST /classify" in line]
+    assert len(lines) == 2
+    answered, refused = (json.loads(line) for line in lines)
+    assert answered["request"] == "POST /classify?explain=false HTTP/1.1"
+    assert answered["status"] == 200 and answered["agent"] == agent
+    assert answered["bytes"] >= sent and answered["duration_ms"] >= 0
+    assert answered["remote"] == "127.0.0.1"
+    assert refused["status"] == 400

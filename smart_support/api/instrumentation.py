@@ -5,7 +5,7 @@ import time
 
 from flask import Flask, g, request
 
-from smart_support.metrics import REQUEST_SECONDS, REQUESTS
+from smart_support.metrics import REQUEST_SECONDS, REQUESTS, labelled
 
 
 def init_app(app: Flask) -> None:
@@ -16,8 +16,8 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _count(response):
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        labelled(REQUESTS, request.method, endpoint, str(response.status_code)).inc()
         started = g.get("request_started")
         if started is not None:
-            REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+            labelled(REQUEST_SECONDS, endpoint).observe(time.perf_counter() - started)
         return response
