@@ -512,13 +512,19 @@ def classify_until_open(g: Gunicorn, n: Nginx, bodies: list[bytes], per_worker: 
 
 
 def ready_per_worker(g: Gunicorn, n: Nginx, tries: int = 60) -> dict:
-    """/ready through nginx until every worker has answered once: {pid: (status, json)}."""
+    """/ready through nginx until every worker has answered once: {pid: (status, json)}.
+
+    The probes go out as many at a time as there are workers: sent one at a time, every one
+    can be taken by the same idle worker (session 8: 60 in a row)."""
     out = {}
-    for _ in range(tries):
-        status, headers, body = http("GET", n.base + "/ready")
-        out[int(headers.get("X-Faults-Worker", 0) or 0)] = (status, json_or_none(body))
-        if set(g.workers()) <= set(out):
-            break
+    width = max(1, len(g.workers()))
+    with ThreadPoolExecutor(width) as pool:
+        for _ in range(tries):
+            for status, headers, body in pool.map(lambda _: http("GET", n.base + "/ready"),
+                                                   range(width)):
+                out[int(headers.get("X-Faults-Worker", 0) or 0)] = (status, json_or_none(body))
+            if set(g.workers()) <= set(out):
+                break
     return out
 
 
