@@ -37,7 +37,8 @@ class JsonAccessLogger(glogging.Logger):
     gunicorn's own access() builds and escapes an atom for every header and environ entry of
     every request, to fill access_log_format; that was 1.7% of a worker's profile under load
     (README, "Performance"). Its escaping covers only double quotes, so a backslash in a user
-    agent made the line invalid JSON; json.dumps escapes everything."""
+    agent made the line invalid JSON; json.dumps escapes everything. The fields are fixed, so
+    access_log_format (--access-logformat) is not read."""
 
     def access(self, resp, req, environ, request_time):
         if not self.access_log_enabled:
