@@ -89,12 +89,14 @@ def markdown(r: dict) -> str:
          f"limit {_f(s.get('inprocess_layout_best_tickets_per_s'))} tickets/s: 2 onnx int8 "
          "processes"
          f" x 1 thread run in parallel, batch {s.get('inprocess_layout_best_batch_size', 'n/a')}"],
-        ["... the limit and HTTP at 16 connections alternated, back to back (median of rounds)",
+        ["... each HTTP run at 16 connections against the mean of a limit run just before and "
+         "one just after it (median of rounds)",
          _f(s.get("http_c16_over_limit_alternating"), "{:.1%}"),
          "rounds " + ", ".join(f"{x:.1%}" for x in s.get("http_c16_over_limit_alternating_rounds",
                                                          []))
          + ": the host's speed drifts over minutes, so this ratio is steadier than the one "
-           "above, whose two figures are minutes apart"],
+           "above, whose two figures are minutes apart; each limit run serves the rounds on "
+           "both sides of it"],
         ["... against the same limit at batch 1 (what POST /classify runs)",
          _f(s.get("http_c16_over_inprocess_layout_batch1"), "{:.0%}"),
          f"limit {_f(s.get('inprocess_layout_batch1_tickets_per_s'))} tickets/s"],

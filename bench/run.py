@@ -61,7 +61,7 @@ NOISY_FOREIGN_CORES = 0.2  # others using more than this during a measurement: f
 PROFILES = {
     "full": {"duration": 15, "warmup": 4, "repeats": 3, "max_seconds": 5.0, "wait_quiet": 90,
              "parallel_duration": 8.0, "long_repeats": 30, "http_long_repeats": 20,
-             "arrival_order": True, "ratio_rounds": 3},
+             "arrival_order": True, "ratio_rounds": 4},
     "quick": {"duration": 5, "warmup": 2, "repeats": 1, "max_seconds": 2.5, "wait_quiet": 30,
               "parallel_duration": 3.0, "long_repeats": 10, "http_long_repeats": 8,
               "arrival_order": False, "ratio_rounds": 1},
@@ -469,23 +469,34 @@ def load_levels(server: Server, levels, key: str, results, profile, duration: fl
 
 def ratio_rounds(args, profile, server: Server, bodies: Path, duration: float,
                  log_dir: Path) -> list[dict]:
-    """The in-process limit of the server's layout and HTTP at 16 connections, back to back in
-    alternating rounds. This host's speed drifts by several percent over minutes, so the ratio
-    of (a)'s limit to (b)'s throughput, taken minutes apart, moves with it; a round's two
-    figures are taken within seconds of each other."""
+    """HTTP at 16 connections against the in-process limit of the server's layout, each HTTP
+    run bracketed by a limit run before and after it: limit, HTTP, limit, HTTP, ..., limit.
+
+    This host's speed drifts by several percent over minutes, and by up to a quarter between
+    runs a minute apart (session 9), so the ratio of (a)'s limit to (b)'s throughput, taken
+    minutes apart, moves with it. Each HTTP run is set against the mean of the two limit runs
+    around it, which cancels a drift that is steady over the round; the rounds' median is
+    the figure."""
     log(f"\n== (b') HTTP at 16 connections / in-process limit, {profile['ratio_rounds']} "
-        "alternating round(s) ==")
+        "round(s), each HTTP run between two limit runs ==")
     rounds = []
+    before = run_parallel(args, profile, 1)
     for k in range(profile["ratio_rounds"]):
-        limit = run_parallel(args, profile, 1)
         http = run_wrk(server, 16, duration, bodies, log_dir / f"wrk-ratio-{k + 1}.txt")
-        rounds.append({"limit_tickets_per_s": round(limit["tickets_per_s"], 1),
+        after = run_parallel(args, profile, 1)
+        limit = (before["tickets_per_s"] + after["tickets_per_s"]) / 2
+        rounds.append({"limit_tickets_per_s": round(limit, 1),
+                       "limit_before_after": [round(before["tickets_per_s"], 1),
+                                              round(after["tickets_per_s"], 1)],
                        "http_rps": round(http["rps"], 1),
-                       "ratio": round(http["rps"] / limit["tickets_per_s"], 4),
+                       "ratio": round(http["rps"] / limit, 4),
                        "non2xx": http["non2xx"],
-                       "foreign_cores": max(limit["foreign_cores"], http["foreign_cores"])})
-        log(f"  round {k + 1}: limit {limit['tickets_per_s']:.1f} tickets/s, HTTP "
+                       "foreign_cores": max(before["foreign_cores"], http["foreign_cores"],
+                                            after["foreign_cores"])})
+        log(f"  round {k + 1}: limit {before['tickets_per_s']:.1f} before, "
+            f"{after['tickets_per_s']:.1f} after (mean {limit:.1f}) tickets/s, HTTP "
             f"{http['rps']:.1f} req/s: {rounds[-1]['ratio']:.1%}")
+        before = after
     return rounds
 
 
@@ -706,7 +717,7 @@ def print_summary(s: dict, results: dict) -> None:
             f"{SERVER_WORKERS} {' '.join(SERVED)} processes x 1 thread in parallel, batch "
             f"{s['inprocess_layout_best_batch_size']})"
             if has("inprocess_layout_best_tickets_per_s") else "")),
-        ("... limit and HTTP alternated, median of rounds",
+        ("... each HTTP run between two limit runs, median",
          fmt("http_c16_over_limit_alternating", "{:.1%}")
          + (f"  (rounds {', '.join(f'{r:.1%}' for r in s['http_c16_over_limit_alternating_rounds'])})"
             if has("http_c16_over_limit_alternating_rounds") else "")),
