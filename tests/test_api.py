@@ -58,6 +58,33 @@ def test_override_reports_the_rule_and_matched_words(app, monkeypatch):
                                 "from_category": "Technical", "model_confidence": 0.6}
 
 
+def test_answers_are_sent_exactly_as_their_response_schema_would_dump_them(
+        trained_model_dir, tmp_path, monkeypatch):
+    # /classify and /classify/batch send their answers without the schema's dump (the hot
+    # path): dumping any kind of answer they send must change nothing.
+    from smart_support.api.schemas import BatchResponseSchema, ClassificationSchema
+
+    app = create_app({"model_dir": trained_model_dir, "data_dir": tmp_path,
+                      "webhook_urls": ("http://127.0.0.1:9/x",), "alert_threshold": 0.0,
+                      "alert_outbox_max": 1, "alert_dispatcher": False})
+    client = app.test_client()
+    answers = [client.post("/classify", json={**TICKET, "ticket_id": "T-1"}).get_json(),
+               client.post("/classify", json={"description": "x"}).get_json(),  # outbox full
+               client.post("/classify?explain=true", json=TICKET).get_json()]
+    service = app.extensions["smart_support"]
+    monkeypatch.setattr(service.predictor, "predict", lambda tickets: (
+        [Prediction({"Billing": 0.3, "Legal": 0.1, "Technical": 0.6}, 0.5) for _ in tickets],
+        {"forward": 0.0}))
+    answers.append(client.post("/classify?explain=true",
+                               json={"description": "Please refund the double charge"}).get_json())
+    assert [a["alert"]["status"] for a in answers] == ["queued"] + ["not_recorded"] * 3
+    assert answers[2]["explanation"]["words"] and answers[3]["override"]
+    for answer in answers:
+        assert ClassificationSchema().dump(answer) == answer
+    batch = client.post("/classify/batch", json={"tickets": [TICKET, {"description": "x"}]})
+    assert BatchResponseSchema().dump(batch.get_json()) == batch.get_json()
+
+
 def test_batch_returns_one_result_per_ticket_in_order(client):
     tickets = [{"description": f"ticket number {i} login error", "ticket_id": str(i)}
                for i in range(5)]
