@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from flask import Flask, Response
+from flask import Flask, Response, current_app
 from flask_smorest import Api
 from flask_smorest import Blueprint as SmorestBlueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from smart_support import errors
 from smart_support.api import Blueprint
@@ -26,6 +26,16 @@ class QuerySchema(Schema):
     ids = fields.List(fields.Integer(), load_default=list)
 
 
+class PageSchema(Schema):
+    limit = fields.Integer(load_default=50)
+    verbose = fields.Boolean(load_default=False)
+
+    @validates("limit")
+    def _at_most_the_apps_limit(self, value, **_):
+        if value > current_app.config["MAX_LIMIT"]:
+            raise ValidationError(f"At most {current_app.config['MAX_LIMIT']}.")
+
+
 class AnswerSchema(Schema):
     name = fields.String()
     count = fields.Integer()
@@ -33,9 +43,10 @@ class AnswerSchema(Schema):
     item = fields.Integer()
 
 
-def build_app(blueprint_class) -> Flask:
+def build_app(blueprint_class, max_limit: int = 100) -> Flask:
     app = Flask(__name__)
-    app.config.update(API_TITLE="t", API_VERSION="1", OPENAPI_VERSION="3.0.3")
+    app.config.update(API_TITLE="t", API_VERSION="1", OPENAPI_VERSION="3.0.3",
+                      MAX_LIMIT=max_limit)
     blp = blueprint_class("things", __name__, description="Things.")
 
     @blp.route("/things", methods=["POST"])
@@ -63,6 +74,12 @@ def build_app(blueprint_class) -> Flask:
     def delete_thing(item):
         """Delete a thing."""
         return "", 204
+
+    @blp.route("/pages", methods=["GET"])
+    @blp.arguments(PageSchema, location="query")
+    def list_pages(page):
+        """List pages; the view changes the dict it is given."""
+        return {"limit": page.pop("limit"), "rest": page}
 
     api = Api(app)
     api.register_blueprint(blp)
@@ -104,6 +121,21 @@ def answer(app: Flask, method: str, url: str, body):
 def test_answers_are_the_same_as_with_flask_smorests_blueprint(method, url, body):
     ours, theirs = build_app(Blueprint), build_app(SmorestBlueprint)
     assert answer(ours, method, url, body) == answer(theirs, method, url, body)
+
+
+def test_an_empty_query_string_parses_the_same_on_every_request():
+    # what an empty query string parses to is kept per app and route; each request gets its
+    # own copy, and each app its own answer (a validator may read the app's settings)
+    for max_limit in (100, 10):
+        ours = build_app(Blueprint, max_limit).test_client()
+        theirs = build_app(SmorestBlueprint, max_limit).test_client()
+        for url in ("/pages", "/pages", "/pages?limit=5", "/pages", "/pages?verbose=yes",
+                    "/pages?limit=x", "/pages"):
+            a, b = ours.get(url), theirs.get(url)
+            assert (a.status_code, a.get_json()) == (b.status_code, b.get_json()), url
+    assert build_app(Blueprint, 100).test_client().get("/pages").get_json() == {
+        "limit": 50, "rest": {"verbose": False}}
+    assert build_app(Blueprint, 10).test_client().get("/pages").status_code == 422
 
 
 def test_a_validation_error_still_names_the_field():
