@@ -8,6 +8,7 @@
     .venv/bin/python bench/experiments.py in-app             # about 1 min
     .venv/bin/python bench/experiments.py lean               # about 5 min; needs wrk
     .venv/bin/python bench/experiments.py models models DIR  # per-ticket speed of model dirs
+    .venv/bin/python bench/experiments.py instructions       # about 1 min; needs valgrind
 
 batching: in process, int8, the shipped model. Tickets/s when groups of 16 random test
           tickets go through one call cut into sub-batches of 1 to 16 (what micro-batching
@@ -40,6 +41,11 @@ prediction-log: CPU per prediction-log row written one per transaction (what a r
 models:   median time of one ticket per call (int8, 1 thread) for each model directory, three
           rounds interleaved, over the 299 test tickets (e.g. the default against a student made
           with `smart-support shrink` and `train --teacher`, README "Performance").
+instructions: instructions per POST /classify through the app with a constant answer (no
+          model), counted by valgrind's callgrind over the 299 test tickets: repeatable to a
+          fraction of a percent on a busy or drifting host, where timings cannot resolve tens
+          of microseconds. `--source DIR` (repeatable) counts another checkout's app, such as
+          a `git worktree` of an earlier commit, on the same model and tickets.
 
 Each writes bench/results/experiments-<name>.json and prints its figures.
 """
@@ -301,9 +307,9 @@ def lean(args) -> dict:
     return out
 
 
-def in_app(args) -> dict:
-    """CPU per request of the app around the model, with and without forward passes between
-    requests (see the module docstring)."""
+def app_in_process(model_dir: str):
+    """The shipped app in this process, the test tickets, and `post(body)`: one POST /classify
+    through the app, called as gunicorn calls it (a WSGI environ, the body in wsgi.input)."""
     import io
     import os
 
@@ -311,13 +317,10 @@ def in_app(args) -> dict:
     from smart_support import create_app
     from smart_support.inference.predictor import Ticket
 
-    app = create_app({"model_dir": args.model_dir})
-    service = app.extensions["smart_support"]
+    app = create_app({"model_dir": model_dir})
     rows = workload.read_tickets(ROOT / "data/test.jsonl")
     bodies = [workload.request_body(r).encode() for r in rows]
     tickets = [Ticket(r.get("subject") or "", r["description"]) for r in rows]
-    triage = service.triage
-    constant = triage(tickets[:1])
 
     def post(body: bytes) -> None:
         environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/classify", "QUERY_STRING": "",
@@ -330,6 +333,17 @@ def in_app(args) -> dict:
         b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
         if not status[0].startswith("200"):
             raise RuntimeError(f"POST /classify answered {status[0]}")
+
+    return app, bodies, tickets, post
+
+
+def in_app(args) -> dict:
+    """CPU per request of the app around the model, with and without forward passes between
+    requests (see the module docstring)."""
+    app, bodies, tickets, post = app_in_process(args.model_dir)
+    service = app.extensions["smart_support"]
+    triage = service.triage
+    constant = triage(tickets[:1])
 
     inside = []
 
@@ -371,6 +385,63 @@ def in_app(args) -> dict:
     for name, value in out.items():
         log(f"{name}: {value}")
     return out
+
+
+def instructions(args) -> dict:
+    """Instructions per POST /classify through the app with a constant answer (no model), counted
+    by valgrind's callgrind: the same count on every run, however busy or slow the host, so a
+    change of tens of microseconds shows. `--source DIR` counts another checkout's app (a
+    `git worktree` of an earlier commit) on the same model and tickets."""
+    import re
+    import shutil
+    import subprocess
+
+    if shutil.which("valgrind") is None:
+        raise SystemExit("instructions: needs valgrind (apt-get install -y valgrind)")
+    counts = {}
+    for source in args.source or [str(ROOT)]:
+        source = str(Path(source).resolve())
+        with tempfile.TemporaryDirectory(prefix="experiments-") as out:
+            # callgrind counts only inside deque_extend: the child drains the timed requests
+            # through a deque, so start-up, warm-up and exit are not counted
+            proc = subprocess.run(
+                ["valgrind", "--tool=callgrind", "--toggle-collect=deque_extend",
+                 f"--callgrind-out-file={out}/callgrind.out", sys.executable, __file__,
+                 "instructions-child", "--model-dir", str(Path(args.model_dir).resolve()),
+                 "--source", source],
+                cwd=source, env=child_env(PYTHONHASHSEED="0"),
+                capture_output=True, text=True, timeout=1800)
+        found = re.search(r"Collected : (\d+)", proc.stderr)
+        requests = re.search(r"^REQUESTS (\d+)$", proc.stdout, re.MULTILINE)
+        if proc.returncode != 0 or not found or not requests:
+            raise SystemExit(f"instructions: the run in {source} failed:\n{proc.stderr[-3000:]}")
+        counts[source] = {"instructions_per_request": round(int(found[1]) / int(requests[1])),
+                          "requests": int(requests[1])}
+        log(f"{source}: {counts[source]['instructions_per_request']:,} instructions per request "
+            f"({requests[1]} requests)")
+    return counts
+
+
+def instructions_child(args) -> dict:
+    """Run under callgrind by `instructions`: warm up, then the counted requests."""
+    import collections
+    import os
+
+    sys.path.insert(0, args.source[0])
+    import smart_support
+
+    if Path(smart_support.__file__).parent != Path(args.source[0]) / "smart_support":
+        raise SystemExit(f"instructions: smart_support came from {smart_support.__file__}")
+    app, bodies, tickets, post = app_in_process(args.model_dir)
+    service = app.extensions["smart_support"]
+    constant = service.triage(tickets[:1])
+    service.triage = lambda batch: (constant[0] * len(batch), dict(constant[1]))
+    for body in bodies:
+        post(body)
+    collections.deque(map(post, bodies), maxlen=0)
+    print(f"REQUESTS {len(bodies)}", flush=True)
+    sys.stdout.flush()
+    os._exit(0)  # noqa: SLF001 - nothing after the count: no teardown under valgrind
 
 
 def prediction_log(args) -> dict:
@@ -435,7 +506,8 @@ def models(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("experiment", choices=["batching", "layouts", "overhead", "floor",
-                                               "in-app", "lean", "prediction-log", "models"])
+                                               "in-app", "lean", "prediction-log", "models",
+                                               "instructions", "instructions-child"])
     parser.add_argument("model_dirs", nargs="*", help="models: the model directories to time")
     parser.add_argument("--model-dir", default="models",
                         help="batching, layouts, in-app, lean: the model")
@@ -446,6 +518,9 @@ def main() -> None:
     parser.add_argument("--variants", type=lambda s: s.split(","), default=None,
                         help="overhead: comma-separated variant names (default: all of "
                              f"{', '.join(OVERHEAD_VARIANTS)})")
+    parser.add_argument("--source", action="append",
+                        help="instructions: a checkout whose app to count (repeatable; "
+                             "default: this one)")
     args = parser.parse_args()
     unknown = set(args.variants or ()) - set(OVERHEAD_VARIANTS)
     if unknown:
@@ -454,7 +529,8 @@ def main() -> None:
         parser.error("models: name at least one model directory")
     figures = {"batching": batching, "layouts": layouts, "overhead": overhead, "floor": floor,
                "in-app": in_app, "lean": lean, "prediction-log": prediction_log,
-               "models": models}[args.experiment](args)
+               "models": models, "instructions": instructions,
+               "instructions-child": instructions_child}[args.experiment](args)
     out = BENCH / "results" / f"experiments-{args.experiment}.json"
     out.write_text(json.dumps({"experiment": args.experiment, "figures": figures,
                                "machine": __import__("sysinfo").machine()}, indent=2))

@@ -23,7 +23,7 @@ class Blueprint(SmorestBlueprint):
       webargs' use_args wrapper and an `ensure_sync` check for coroutines (our views are plain
       functions) on each request. Every schema is built once: handed a class, webargs builds a
       new instance per request, and our schemas keep no per-request state. An empty query
-      string is parsed once per app and route: webargs and marshmallow took 8% of the app's
+      string is parsed once per app and route: webargs and marshmallow took 7% of the app's
       instructions per /classify request to find that `?explain` was absent;
     - `response`: the view's result dumped with the schema and sent as JSON, as flask-smorest
       does, without its coroutine check and without keeping the dump for ETags (no route here
