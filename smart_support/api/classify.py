@@ -140,6 +140,6 @@ def sent_as_built(answer: dict):
     """The answer as JSON, without the response schema's dump: `_run` builds each answer of
     JSON values field by field as the schema documents it, so dumping would change nothing
     (tests/test_api.py checks this for every kind of answer), and the dump was 13% of the
-    app's instructions per /classify request (README, "Performance"). flask-smorest sends
-    a Response as it is; the route's documentation is unchanged."""
+    app's instructions per /classify request (README, "Performance"). The route's
+    `response` decorator sends a Response as it is; its documentation is unchanged."""
     return current_app.json.response(answer)
