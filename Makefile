@@ -117,7 +117,7 @@ clean-model:
 		$(TEACHER_DIR)
 
 # `make bench`: the model's in-process limit, the server as deployed under wrk, a seed-shaped
-# reference server, memory and accuracy against v1, in one run (about 8 min; BENCH_ARGS=--quick: about 3 min).
+# reference server, memory and accuracy against v1, in one run (8 to 13 min by host; BENCH_ARGS=--quick: about 3 min).
 # Writes bench/results/{report.md,plot.png,results.json}; see bench/README.md.
 BENCH_ARGS ?=
 .PHONY: bench

@@ -8,7 +8,7 @@
     .venv/bin/python bench/experiments.py in-app             # about 1 min
     .venv/bin/python bench/experiments.py lean               # about 5 min; needs wrk
     .venv/bin/python bench/experiments.py models models DIR  # per-ticket speed of model dirs
-    .venv/bin/python bench/experiments.py instructions       # about 1 min; needs valgrind
+    .venv/bin/python bench/experiments.py instructions       # 1-3 min per checkout; valgrind
 
 batching: in process, int8, the shipped model. Tickets/s when groups of 16 random test
           tickets go through one call cut into sub-batches of 1 to 16 (what micro-batching
@@ -440,7 +440,6 @@ def instructions_child(args) -> dict:
         post(body)
     collections.deque(map(post, bodies), maxlen=0)
     print(f"REQUESTS {len(bodies)}", flush=True)
-    sys.stdout.flush()
     os._exit(0)  # noqa: SLF001 - nothing after the count: no teardown under valgrind
 
 
@@ -510,7 +509,7 @@ def main() -> None:
                                                "instructions", "instructions-child"])
     parser.add_argument("model_dirs", nargs="*", help="models: the model directories to time")
     parser.add_argument("--model-dir", default="models",
-                        help="batching, layouts, in-app, lean: the model")
+                        help="batching, layouts, in-app, lean, instructions: the model")
     parser.add_argument("--duration", type=int, default=15,
                         help="layouts, overhead, floor, lean: seconds per level")
     parser.add_argument("--rounds", type=int, default=3,
