@@ -57,6 +57,31 @@ def test_the_writer_wakes_again_for_rows_that_come_after_a_quiet_spell(storage):
     log.close()
 
 
+def test_a_row_appended_while_the_writer_is_writing_is_written_without_being_asked(storage):
+    # append() wakes the writer only when its event is clear, so the writer must clear it
+    # before it takes the rows: a row that arrives during a write is then written next time
+    writing, release = threading.Event(), threading.Event()
+    record = storage.record_predictions
+
+    def slow_first_write(rows, connection=None):
+        if not writing.is_set():
+            writing.set()
+            release.wait(5)
+        record(rows, connection)
+
+    storage.record_predictions = slow_first_write
+    log = PredictionLog(storage, flush_seconds=0.01)
+    log.append([row("A")])
+    assert writing.wait(5)
+    log.append([row("B")])  # the writer is inside its first write
+    release.set()
+    deadline = time.monotonic() + 5
+    while logged_ids(storage) != ["A", "B"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert logged_ids(storage) == ["A", "B"]
+    log.close()
+
+
 def test_an_unbatched_log_writes_before_append_returns(storage):
     log = PredictionLog(storage, flush_seconds=0)
     log.append([row("A")])
