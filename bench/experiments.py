@@ -38,9 +38,10 @@ lean:     the in-process limit of the server's layout (2 one-thread processes, b
 prediction-log: CPU per prediction-log row written one per transaction (what a request did
           before batching) and in batches of 12 and 100 (`Storage.record_predictions` on a
           temporary SQLite file, median of 5 rounds).
-models:   median time of one ticket per call (int8, 1 thread) for each model directory, three
-          rounds interleaved, over the 299 test tickets (e.g. the default against a student made
-          with `smart-support shrink` and `train --teacher`, README "Performance").
+models:   median time of one ticket per call (int8, 1 thread, in torch and in onnx) for each
+          model directory, three rounds interleaved, over the 299 test tickets (e.g. the default
+          against a student made with `smart-support shrink` and `train --teacher`, README
+          "Performance").
 instructions: instructions per POST /classify through the app with a constant answer (no
           model), counted by valgrind's callgrind over the 299 test tickets: repeatable to a
           fraction of a percent on a busy or drifting host, where timings cannot resolve tens
@@ -472,33 +473,38 @@ def prediction_log(args) -> dict:
 
 
 def models(args) -> dict:
+    """Median time of one ticket per predict() call for each model directory, int8, 1 thread,
+    in each runtime (torch, as measured since session 2, and onnx, the served one)."""
     import torch
 
-    from smart_support.inference.artifacts import load_artifacts
+    from smart_support.inference.artifacts import CLASSIFIER_DIR, load_artifacts, read_json
     from smart_support.inference.predictor import Predictor
 
     torch.set_num_threads(1)
     tickets = test_tickets()
     predictors = {}
     for model_dir in args.model_dirs:
-        predictors[model_dir] = Predictor(load_artifacts(model_dir), 256, 32, "int8")
-        predictors[model_dir].warm_up()
-    rounds = {d: [] for d in predictors}
+        for runtime in ("torch", "onnx"):
+            predictor = Predictor(load_artifacts(model_dir, runtime), 256, 32, "int8", threads=1)
+            predictor.warm_up()
+            predictors[(model_dir, runtime)] = predictor
+    rounds = {key: [] for key in predictors}
     for _ in range(3):
-        for model_dir, predictor in predictors.items():
+        for key, predictor in predictors.items():
             times = []
             for ticket in tickets:
                 started = time.perf_counter()
                 predictor.predict([ticket])
                 times.append(time.perf_counter() - started)
-            rounds[model_dir].append(statistics.median(times) * 1000)
+            rounds[key].append(statistics.median(times) * 1000)
     out = {}
-    for model_dir, medians in rounds.items():
-        layers = predictors[model_dir].model.config.num_hidden_layers
-        out[model_dir] = {"layers": layers, "median_ms_by_round": [round(m, 2) for m in medians],
-                          "median_ms": round(statistics.median(medians), 2)}
-        log(f"{model_dir} ({layers} layers): median {out[model_dir]['median_ms']} ms per ticket "
-            f"(rounds {out[model_dir]['median_ms_by_round']})")
+    for (model_dir, runtime), medians in rounds.items():
+        layers = read_json(Path(model_dir) / CLASSIFIER_DIR / "config.json")["num_hidden_layers"]
+        row = out.setdefault(model_dir, {"layers": layers})
+        row[runtime] = {"median_ms_by_round": [round(m, 2) for m in medians],
+                        "median_ms": round(statistics.median(medians), 2)}
+        log(f"{model_dir} ({layers} layers), {runtime} int8: median {row[runtime]['median_ms']} "
+            f"ms per ticket (rounds {row[runtime]['median_ms_by_round']})")
     return out
 
 
