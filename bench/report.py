@@ -84,20 +84,21 @@ def markdown(r: dict) -> str:
          "wrk, client side"],
         ["our p99 at 16 connections", _f(s.get("ours_p99_ms_c16"), "{:.1f} ms"),
          closed_loop(s) if "ours_mean_ms_c16" in s else ""],
-        ["HTTP req/s at 16 connections / in-process limit of the server's layout",
-         _f(s.get("http_c16_over_inprocess_layout_best"), "{:.0%}"),
-         f"limit {_f(s.get('inprocess_layout_best_tickets_per_s'))} tickets/s: 2 onnx int8 "
-         "processes"
-         f" x 1 thread run in parallel, batch {s.get('inprocess_layout_best_batch_size', 'n/a')}"],
-        ["... each HTTP run at 16 connections against the mean of a limit run just before and "
-         "one just after it (median of rounds)",
+        ["HTTP req/s at 16 connections / in-process limit of the server's layout, bracketed: "
+         "each HTTP run against the mean of a limit run just before and one just after it "
+         "(median of rounds)",
          _f(s.get("http_c16_over_limit_alternating"), "{:.1%}"),
          "rounds " + ", ".join(f"{x:.1%}" for x in s.get("http_c16_over_limit_alternating_rounds",
                                                          []))
-         + ": the host's speed drifts over minutes, so this ratio is steadier than the one "
-           "above, whose two figures are minutes apart; each limit run serves the rounds on "
-           "both sides of it"],
-        ["... against the same limit at batch 1 (what POST /classify runs)",
+         + "; limit: 2 onnx int8 processes x 1 thread run in parallel, batch 1. Each limit run "
+           "serves the rounds on both sides of it; the host's speed drifts over minutes, so "
+           "this is the ratio to read"],
+        ["... against a limit measured minutes before, at its best batch size",
+         _f(s.get("http_c16_over_inprocess_layout_best"), "{:.0%}"),
+         f"limit {_f(s.get('inprocess_layout_best_tickets_per_s'))} tickets/s, batch "
+         f"{s.get('inprocess_layout_best_batch_size', 'n/a')}: the two figures are minutes "
+         "apart, so this one moves with the host's drift"],
+        ["... the same at batch 1 (what POST /classify runs)",
          _f(s.get("http_c16_over_inprocess_layout_batch1"), "{:.0%}"),
          f"limit {_f(s.get('inprocess_layout_batch1_tickets_per_s'))} tickets/s"],
         ["server memory, master + 2 workers, peak RSS", _f(s.get("total_peak_rss_mib"),

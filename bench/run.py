@@ -711,17 +711,19 @@ def print_summary(s: dict, results: dict) -> None:
         ("our p50 at 1 connection", fmt("ours_p50_ms_c1", "{:.1f} ms")),
         ("our p99 at 16 connections", fmt("ours_p99_ms_c16", "{:.1f} ms")
          + (f"  ({closed_loop(s)})" if has("ours_mean_ms_c16", "ours_rps_c16") else "")),
-        ("HTTP at 16 conn / in-process limit of the layout",
+        ("HTTP at 16 conn / in-process limit, bracketed",
+         fmt("http_c16_over_limit_alternating", "{:.1%}")
+         + (f"  (median of rounds "
+            f"{', '.join(f'{r:.1%}' for r in s['http_c16_over_limit_alternating_rounds'])}: "
+            "each HTTP run against the mean of a limit run just before and one just after it)"
+            if has("http_c16_over_limit_alternating_rounds") else "")),
+        ("... against a limit measured minutes before",
          fmt("http_c16_over_inprocess_layout_best", "{:.0%}")
          + (f"  (limit {s['inprocess_layout_best_tickets_per_s']:.1f} tickets/s: "
             f"{SERVER_WORKERS} {' '.join(SERVED)} processes x 1 thread in parallel, batch "
-            f"{s['inprocess_layout_best_batch_size']})"
+            f"{s['inprocess_layout_best_batch_size']}; the host's speed drifts in between)"
             if has("inprocess_layout_best_tickets_per_s") else "")),
-        ("... each HTTP run between two limit runs, median",
-         fmt("http_c16_over_limit_alternating", "{:.1%}")
-         + (f"  (rounds {', '.join(f'{r:.1%}' for r in s['http_c16_over_limit_alternating_rounds'])})"
-            if has("http_c16_over_limit_alternating_rounds") else "")),
-        ("... same limit at batch 1 (what /classify runs)",
+        ("... same, limit at batch 1 (/classify runs it)",
          fmt("http_c16_over_inprocess_layout_batch1", "{:.0%}")
          + (f"  (limit {s['inprocess_layout_batch1_tickets_per_s']:.1f} tickets/s)"
             if has("inprocess_layout_batch1_tickets_per_s") else "")),
