@@ -130,8 +130,12 @@ def markdown(r: dict) -> str:
     if g:
         out += [
             "**Where HTTP at 16 connections falls short of the in-process limit** (batch 1, "
-            "2 processes x 1 thread). Throughput is cores used / CPU per request, so the ratio "
-            "splits into two factors:",
+            "2 processes x 1 thread; "
+            + ("medians over the bracketed rounds, the runs of the ratio to read"
+               if g.get("source") == "bracketed rounds" else
+               "(b)'s 16-connection level against (a)'s limit, minutes apart")
+            + "). Throughput is cores used / CPU per request, so the ratio splits into two "
+            "factors:",
             "",
             f"- cores: the server's processes got {g['server_cores']:.2f} cores, the two "
             f"in-process copies {g['inprocess_cores']:.2f} (meanwhile wrk used "
