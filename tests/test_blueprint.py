@@ -162,5 +162,5 @@ def test_each_decorator_adds_at_most_one_wrapper_per_request():
 
 
 def test_an_option_that_would_only_be_ignored_is_refused():
-    with pytest.raises(TypeError, match="arg_name"):
-        Blueprint("x", __name__).arguments(BodySchema, arg_name="body")
+    with pytest.raises(TypeError, match=r"options: \['arg_name'\]$"):
+        Blueprint("x", __name__).arguments(BodySchema, arg_name="body", description="a body")

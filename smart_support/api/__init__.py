@@ -36,8 +36,9 @@ class Blueprint(SmorestBlueprint):
 
     def arguments(self, schema, *, location="json", as_kwargs=False, **kwargs):
         schema = schema() if isinstance(schema, type) else schema
-        if set(kwargs) - PARSE_OPTIONS - DOCUMENT_OPTIONS:
-            raise TypeError(f"unsupported arguments() options: {sorted(kwargs)}")
+        refused = set(kwargs) - PARSE_OPTIONS - DOCUMENT_OPTIONS
+        if refused:
+            raise TypeError(f"unsupported arguments() options: {sorted(refused)}")
         options = {k: v for k, v in kwargs.items() if k in PARSE_OPTIONS}
         document = super().arguments(schema, location=location, as_kwargs=as_kwargs, **kwargs)
         parse = self.ARGUMENTS_PARSER.parse
