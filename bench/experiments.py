@@ -9,6 +9,7 @@
     .venv/bin/python bench/experiments.py lean               # about 5 min; needs wrk
     .venv/bin/python bench/experiments.py models models DIR  # per-ticket speed of model dirs
     .venv/bin/python bench/experiments.py instructions       # 1-3 min per checkout; valgrind
+    .venv/bin/python bench/experiments.py ensemble           # about 1 min
 
 batching: in process, int8, the shipped model. Tickets/s when groups of 16 random test
           tickets go through one call cut into sub-batches of 1 to 16 (what micro-batching
@@ -47,6 +48,12 @@ instructions: instructions per POST /classify through the app with a constant an
           fraction of a percent on a busy or drifting host, where timings cannot resolve tens
           of microseconds. `--source DIR` (repeatable) counts another checkout's app, such as
           a `git worktree` of an earlier commit, on the same model and tickets.
+ensemble: accuracy, not speed: the served student (onnx int8) averaged with the TF-IDF baseline
+          that ships in the model directory, p = (1 - w) student + w baseline. w is chosen on
+          the model's own validation split only (its held-out writer, from metadata.json);
+          then macro-F1 (model argmax, no billing rule) of student, baseline and ensemble on
+          our four held-out test files, pooled, and on the outside author's file (read where
+          it lies, never tuned on), and the CPU per ticket of each side, one ticket per call.
 
 Each writes bench/results/experiments-<name>.json and prints its figures.
 """
@@ -508,14 +515,100 @@ def models(args) -> dict:
     return out
 
 
+def ensemble(args) -> dict:
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from smart_support.inference.artifacts import load_artifacts
+    from smart_support.inference.baseline import BaselinePredictor
+    from smart_support.inference.predictor import Predictor, Ticket, ticket_text
+
+    artifacts = load_artifacts(args.model_dir, "onnx")
+    predictor = Predictor(artifacts, 256, 32, "int8", threads=1)
+    baseline = BaselinePredictor(artifacts.baseline)
+    labels = predictor.labels
+    if baseline.labels != labels:
+        raise SystemExit(f"baseline labels {baseline.labels} differ from the model's {labels}")
+    training = artifacts.metadata["training_data"]
+    field = artifacts.metadata["hyperparameters"].get("validation_group_field")
+    held_writers = set(training.get("validation_groups") or ())
+    if not field or not held_writers:
+        raise SystemExit("ensemble: the model has no held-out-writer validation split")
+
+    def probabilities(rows):
+        tickets = [Ticket(r.get("subject") or "", r["description"]) for r in rows]
+        answers, _ = predictor.predict(tickets)
+        student = np.array([[a.scores[label] for label in labels] for a in answers])
+        tfidf, _ = baseline.predict_texts([ticket_text(t.subject, t.description)
+                                           for t in tickets])
+        truth = np.array([labels.index(r["category"]) for r in rows])
+        return student, tfidf, truth
+
+    def macro_f1(probs, truth):
+        return round(float(f1_score(truth, probs.argmax(1), average="macro")), 4)
+
+    validation = [r for r in workload.read_tickets(ROOT / training["path"])
+                  if r.get(field) in held_writers]
+    student, tfidf, truth = probabilities(validation)
+    weights = [round(0.1 * i, 1) for i in range(11)]
+    by_weight = {w: macro_f1((1 - w) * student + w * tfidf, truth) for w in weights}
+    chosen = max(weights, key=lambda w: (by_weight[w], -w))  # a tie goes to the student
+    log(f"validation ({len(validation)} tickets of {sorted(held_writers)}), macro-F1 by the "
+        f"baseline's weight: {by_weight}; chosen {chosen}")
+    out = {"validation_tickets": len(validation), "validation_by_weight": by_weight,
+           "chosen_weight": chosen, "files": {}}
+    pooled = []
+    files = sorted(ROOT.glob("data/test*.jsonl")) + [Path(args.outside_data)]
+    for path in files:
+        if not path.exists():
+            log(f"{path}: absent, skipped")
+            continue
+        student, tfidf, truth = probabilities(workload.read_tickets(path))
+        row = {"tickets": len(truth), "student": macro_f1(student, truth),
+               "baseline": macro_f1(tfidf, truth),
+               "ensemble": macro_f1((1 - chosen) * student + chosen * tfidf, truth)}
+        name = "outside author" if path == Path(args.outside_data) else path.name
+        out["files"][name] = row
+        if name != "outside author":
+            pooled.append((student, tfidf, truth))
+        log(f"{name}: {row}")
+    if pooled:
+        student, tfidf, truth = (np.concatenate(part) for part in zip(*pooled))
+        out["files"]["our held-out files pooled"] = {
+            "tickets": len(truth), "student": macro_f1(student, truth),
+            "baseline": macro_f1(tfidf, truth),
+            "ensemble": macro_f1((1 - chosen) * student + chosen * tfidf, truth)}
+        log(f"pooled: {out['files']['our held-out files pooled']}")
+    tickets = test_tickets()
+    for ticket in tickets[:20]:
+        predictor.predict([ticket])
+        baseline.predict_texts([ticket_text(ticket.subject, ticket.description)])
+    cpu = {"student": [], "baseline": []}
+    for ticket in tickets:
+        started = time.thread_time()
+        predictor.predict([ticket])
+        cpu["student"].append(time.thread_time() - started)
+        started = time.thread_time()
+        baseline.predict_texts([ticket_text(ticket.subject, ticket.description)])
+        cpu["baseline"].append(time.thread_time() - started)
+    out["cpu_ms_per_ticket_median"] = {k: round(1000 * statistics.median(v), 3)
+                                       for k, v in cpu.items()}
+    log(f"CPU per ticket, one per call (median over {len(tickets)} test tickets): "
+        f"{out['cpu_ms_per_ticket_median']}")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("experiment", choices=["batching", "layouts", "overhead", "floor",
                                                "in-app", "lean", "prediction-log", "models",
-                                               "instructions", "instructions-child"])
+                                               "instructions", "instructions-child",
+                                               "ensemble"])
     parser.add_argument("model_dirs", nargs="*", help="models: the model directories to time")
     parser.add_argument("--model-dir", default="models",
-                        help="batching, layouts, in-app, lean, instructions: the model")
+                        help="batching, layouts, in-app, lean, instructions, ensemble: the model")
+    parser.add_argument("--outside-data", default=str(ROOT.parent / "shared/eval/dev_tickets.jsonl"),
+                        help="ensemble: the outside author's file, reported only")
     parser.add_argument("--duration", type=int, default=15,
                         help="layouts, overhead, floor, lean: seconds per level")
     parser.add_argument("--rounds", type=int, default=3,
@@ -535,7 +628,8 @@ def main() -> None:
     figures = {"batching": batching, "layouts": layouts, "overhead": overhead, "floor": floor,
                "in-app": in_app, "lean": lean, "prediction-log": prediction_log,
                "models": models, "instructions": instructions,
-               "instructions-child": instructions_child}[args.experiment](args)
+               "instructions-child": instructions_child,
+               "ensemble": ensemble}[args.experiment](args)
     out = BENCH / "results" / f"experiments-{args.experiment}.json"
     out.write_text(json.dumps({"experiment": args.experiment, "figures": figures,
                                "machine": __import__("sysinfo").machine()}, indent=2))
