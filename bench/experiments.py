@@ -580,6 +580,7 @@ def ensemble(args) -> dict:
             "baseline": macro_f1(tfidf, truth),
             "ensemble": macro_f1((1 - chosen) * student + chosen * tfidf, truth)}
         log(f"pooled: {out['files']['our held-out files pooled']}")
+
     def through_scikit_learn(texts):
         matrix = baseline.features.transform(texts)
         return baseline.classifier.predict_proba(matrix), baseline.regressor.predict(matrix)
@@ -616,7 +617,8 @@ def main() -> None:
     parser.add_argument("model_dirs", nargs="*", help="models: the model directories to time")
     parser.add_argument("--model-dir", default="models",
                         help="batching, layouts, in-app, lean, instructions, ensemble: the model")
-    parser.add_argument("--outside-data", default=str(ROOT.parent / "shared/eval/dev_tickets.jsonl"),
+    parser.add_argument("--outside-data",
+                        default=str(ROOT.parent / "shared/eval/dev_tickets.jsonl"),
                         help="ensemble: the outside author's file, reported only")
     parser.add_argument("--duration", type=int, default=15,
                         help="layouts, overhead, floor, lean: seconds per level")

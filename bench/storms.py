@@ -26,9 +26,10 @@ second half (held out).
     incidents x 14 reports by new writers, session 11). Every incident is held out. They
     settle one question only, between the shipped default and the detector that the rule
     above chose on the ONNX int8 embeddings (`settle`, fixed before the file was written);
-    they never enter the sweep's choice. The outside-author file (../shared/eval/dev_tickets.jsonl, 240 tickets
-in one window) is only reported as quiet traffic, never used to choose. Speed: one decision
-against windows of 1,000 to 20,000 tickets.
+    they never enter the sweep's choice.
+The outside-author file (../shared/eval/dev_tickets.jsonl, 240 tickets in one window) is only
+reported as quiet traffic, never used to choose. Speed: one decision against windows of 1,000
+to 20,000 tickets.
 
 Writes bench/results/storms.json and storms.md.
 """
