@@ -522,6 +522,17 @@ def models(args) -> dict:
     return out
 
 
+def held_out_writer_tickets(artifacts, experiment: str) -> list[dict]:
+    """The model's validation split: the tickets of the writers that training held out
+    (metadata.json), read from its training file."""
+    training = artifacts.metadata["training_data"]
+    field = artifacts.metadata["hyperparameters"].get("validation_group_field")
+    writers = set(training.get("validation_groups") or ())
+    if not field or not writers:
+        raise SystemExit(f"{experiment}: the model has no held-out-writer validation split")
+    return [r for r in workload.read_tickets(ROOT / training["path"]) if r.get(field) in writers]
+
+
 def ensemble(args) -> dict:
     import numpy as np
     from sklearn.metrics import f1_score
@@ -536,11 +547,7 @@ def ensemble(args) -> dict:
     labels = predictor.labels
     if baseline.labels != labels:
         raise SystemExit(f"baseline labels {baseline.labels} differ from the model's {labels}")
-    training = artifacts.metadata["training_data"]
-    field = artifacts.metadata["hyperparameters"].get("validation_group_field")
-    held_writers = set(training.get("validation_groups") or ())
-    if not field or not held_writers:
-        raise SystemExit("ensemble: the model has no held-out-writer validation split")
+    validation = held_out_writer_tickets(artifacts, "ensemble")
 
     def probabilities(rows):
         tickets = [Ticket(r.get("subject") or "", r["description"]) for r in rows]
@@ -554,13 +561,11 @@ def ensemble(args) -> dict:
     def macro_f1(probs, truth):
         return round(float(f1_score(truth, probs.argmax(1), average="macro")), 4)
 
-    validation = [r for r in workload.read_tickets(ROOT / training["path"])
-                  if r.get(field) in held_writers]
     student, tfidf, truth = probabilities(validation)
     weights = [round(0.1 * i, 1) for i in range(11)]
     by_weight = {w: macro_f1((1 - w) * student + w * tfidf, truth) for w in weights}
     chosen = max(weights, key=lambda w: (by_weight[w], -w))  # a tie goes to the student
-    log(f"validation ({len(validation)} tickets of {sorted(held_writers)}), macro-F1 by the "
+    log(f"validation ({len(validation)} tickets), macro-F1 by the "
         f"baseline's weight: {by_weight}; chosen {chosen}")
     out = {"validation_tickets": len(validation), "validation_by_weight": by_weight,
            "chosen_weight": chosen, "files": {}}
@@ -622,11 +627,7 @@ def alerts(args) -> dict:
 
     artifacts = load_artifacts(args.model_dir, "onnx")
     predictor = Predictor(artifacts, 256, 32, "int8", threads=2)
-    training = artifacts.metadata["training_data"]
-    field = artifacts.metadata["hyperparameters"].get("validation_group_field")
-    held_writers = set(training.get("validation_groups") or ())
-    if not field or not held_writers:
-        raise SystemExit("alerts: the model has no held-out-writer validation split")
+    validation = held_out_writer_tickets(artifacts, "alerts")
     deserved_above = 0.8  # the contract: an alert when urgency is above 0.8
 
     def urgencies(rows):
@@ -645,8 +646,6 @@ def alerts(args) -> dict:
                 "precision": round(float(precision), 3), "recall": round(float(recall), 3),
                 "f1": round(float(f1), 3)}
 
-    validation = [r for r in workload.read_tickets(ROOT / training["path"])
-                  if r.get(field) in held_writers]
     predicted, truth = urgencies(validation)
     thresholds = [round(0.50 + 0.02 * i, 2) for i in range(18)]
     by_threshold = {t: scored(predicted, truth, t) for t in thresholds}
