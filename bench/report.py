@@ -256,7 +256,9 @@ def markdown(r: dict) -> str:
             "min(connections, 2) threads and a 10 s timeout. wrk is a closed loop: each "
             "connection sends its next request when the previous one is answered, so latency at "
             "high concurrency is mostly queueing. wrk runs on the same 2 cores as the server: "
-            "its CPU use is shown.",
+            "its CPU use is shown, and the last column counts how often the workers' request "
+            "threads were preempted per request (involuntary context switches from /proc), "
+            "mostly by wrk waking on their cores in the middle of a forward pass.",
             "",
         ]
         if http.get("ours_env_overrides"):
@@ -264,7 +266,7 @@ def markdown(r: dict) -> str:
                     ""]
         header = ["server", "connections", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
                   "non-2xx", "socket errors", "degraded", "server CPU ms/req",
-                  "cores: server / wrk / others"]
+                  "cores: server / wrk / others", "workers preempted per request"]
         rows = []
         for name, key in (("Smart-Support", "ours"), ("REFERENCE (seed-shaped)", "reference")):
             for row in http.get(key, []):
@@ -273,7 +275,9 @@ def markdown(r: dict) -> str:
                              row["non2xx"], row["socket_errors_total"], row.get("degraded", 0),
                              _f(row["server_cpu_ms_per_request"]),
                              f"{row['server_cores']:.2f} / {row['wrk_cores']:.2f} / "
-                             f"{row['foreign_cores']:.2f}"])
+                             f"{row['foreign_cores']:.2f}",
+                             _f(row["worker_switches_per_request"]["involuntary"], "{:.2f}")
+                             if "worker_switches_per_request" in row else "n/a"])
         out += _table(header, rows)
         if any(row.get("workers_restarted") for row in http.get("ours", [])):
             out += ["**A worker was restarted during a run** (see the server log).", ""]

@@ -308,6 +308,7 @@ def run_wrk(server: Server, connections: int, duration: float, bodies: Path,
             "--", bodies]
     waited = QUIET.wait()  # the server is idle between levels: what is busy is someone else
     workers_before = server.workers()
+    switches_before = [sysinfo.context_switches(pid) for pid in workers_before]
     reaped0 = reaped_children_cpu()
     server_cpu = sysinfo.CpuMeter(pids=server.pids)
     with server_cpu:
@@ -324,6 +325,7 @@ def run_wrk(server: Server, connections: int, duration: float, bodies: Path,
             except BaseException:
                 Children.stop(proc, grace=2)  # stop the load first, so the server stops fast
                 raise
+    switches_after = [sysinfo.context_switches(pid) for pid in workers_before]
     log_path.write_text(" ".join(map(str, argv)) + "\n\n" + out)
     line = next((l for l in out.splitlines() if l.startswith("WRK_JSON ")), None)
     if proc.returncode != 0 or line is None:
@@ -350,6 +352,12 @@ def run_wrk(server: Server, connections: int, duration: float, bodies: Path,
         "foreign_cores": everyone.result["foreign_cores"],
         "steal_cores": everyone.result["steal_cores"],
         "workers_restarted": server.workers() != workers_before,
+        # how often the workers' request threads were preempted (involuntary) or waited
+        # (voluntary) per request: wrk runs on the same cores and wakes mid-forward-pass
+        "worker_switches_per_request": {
+            kind: round(sum(after[i] - before[i] for before, after
+                            in zip(switches_before, switches_after)) / max(1, stats["requests"]), 2)
+            for i, kind in ((1, "involuntary"), (0, "voluntary"))},
         "waited_for_quiet_s": round(waited, 1),
     }
     log(f"  {connections:>2} conn: {row['rps']:7.1f} req/s  p50 {row['p50_ms']:7.1f} ms  "
@@ -357,7 +365,8 @@ def run_wrk(server: Server, connections: int, duration: float, bodies: Path,
         f"socket errors {row['socket_errors_total']}  degraded {row['degraded']}")
     log(f"          CPU cores used: server {row['server_cores']:.2f}, wrk {row['wrk_cores']:.2f}, "
         f"others {row['foreign_cores']:.2f}; server CPU {row['server_cpu_ms_per_request']:.1f} "
-        "ms per request")
+        f"ms per request; workers preempted "
+        f"{row['worker_switches_per_request']['involuntary']:.2f} times per request")
     return row
 
 
