@@ -535,11 +535,11 @@ def held_out_writer_tickets(artifacts, experiment: str) -> list[dict]:
 
 def ensemble(args) -> dict:
     import numpy as np
-    from sklearn.metrics import f1_score
 
     from smart_support.inference.artifacts import load_artifacts
     from smart_support.inference.baseline import BaselinePredictor
     from smart_support.inference.predictor import Predictor, Ticket, ticket_text
+    from smart_support.training.metrics import category_metrics
 
     artifacts = load_artifacts(args.model_dir, "onnx")
     predictor = Predictor(artifacts, 256, 32, "int8", threads=1)
@@ -559,7 +559,8 @@ def ensemble(args) -> dict:
         return student, tfidf, truth
 
     def macro_f1(probs, truth):
-        return round(float(f1_score(truth, probs.argmax(1), average="macro")), 4)
+        return category_metrics([labels[i] for i in truth],
+                                [labels[i] for i in probs.argmax(1)], labels)["macro_f1"]
 
     student, tfidf, truth = probabilities(validation)
     weights = [round(0.1 * i, 1) for i in range(11)]
@@ -622,13 +623,15 @@ def ensemble(args) -> dict:
 def alerts(args) -> dict:
     import numpy as np
 
+    from smart_support.config import Settings
     from smart_support.inference.artifacts import load_artifacts
     from smart_support.inference.predictor import Predictor, Ticket
+    from smart_support.training.metrics import urgency_metrics
 
     artifacts = load_artifacts(args.model_dir, "onnx")
     predictor = Predictor(artifacts, 256, 32, "int8", threads=2)
     validation = held_out_writer_tickets(artifacts, "alerts")
-    deserved_above = 0.8  # the contract: an alert when urgency is above 0.8
+    contract = Settings().alert_threshold  # the seed's: an alert when urgency is above 0.8
 
     def urgencies(rows):
         answers, _ = predictor.predict([Ticket(r.get("subject") or "", r["description"])
@@ -637,14 +640,11 @@ def alerts(args) -> dict:
                 np.array([float(r["urgency"]) for r in rows]))
 
     def scored(predicted, truth, threshold):
-        raised, deserved = predicted > threshold, truth > deserved_above
-        hits = int((raised & deserved).sum())
-        precision = hits / raised.sum() if raised.sum() else 0.0
-        recall = hits / deserved.sum() if deserved.sum() else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if hits else 0.0
-        return {"raised": int(raised.sum()), "deserved": int(deserved.sum()),
-                "precision": round(float(precision), 3), "recall": round(float(recall), 3),
-                "f1": round(float(f1), 3)}
+        alerts_ = urgency_metrics(truth, predicted, contract, raise_above=threshold)["alerts"]
+        precision, recall = float(alerts_["precision"] or 0.0), float(alerts_["recall"] or 0.0)
+        f1 = 2 * precision * recall / (precision + recall) if precision and recall else 0.0
+        return {"raised": alerts_["raised"], "deserved": alerts_["deserved"],
+                "precision": precision, "recall": recall, "f1": round(f1, 4)}
 
     predicted, truth = urgencies(validation)
     thresholds = [round(0.50 + 0.02 * i, 2) for i in range(18)]
@@ -662,7 +662,8 @@ def alerts(args) -> dict:
         if not rows:
             continue
         predicted, truth = urgencies(rows)
-        out["files"][name] = {"tickets": len(rows), "at 0.8": scored(predicted, truth, 0.8),
+        out["files"][name] = {"tickets": len(rows),
+                              f"at {contract}": scored(predicted, truth, contract),
                               f"at {chosen}": scored(predicted, truth, chosen)}
         log(f"{name}: {out['files'][name]}")
     return out

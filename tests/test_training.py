@@ -6,6 +6,7 @@ import pytest
 from conftest import build_tiny_checkpoint, make_tickets, write_jsonl
 from smart_support.cli import main
 from smart_support.inference.artifacts import load_artifacts
+from smart_support.training.metrics import urgency_metrics
 
 
 def test_training_writes_a_consistent_model_directory(trained_model_dir):
@@ -236,3 +237,15 @@ def test_a_base_tokenizer_s_own_truncation_and_padding_are_not_saved(runner, tmp
                   out / "onnx" / "classifier" / "tokenizer.json"):
         config = json.loads(saved.read_text())
         assert config["truncation"] is None and config["padding"] is None, saved
+
+
+def test_alerts_can_be_scored_at_another_raise_threshold():
+    truth = [0.9, 0.85, 0.95, 0.3, 0.5]
+    predicted = [0.82, 0.79, 0.75, 0.78, 0.2]
+    at_contract = urgency_metrics(truth, predicted, 0.8)["alerts"]
+    lower = urgency_metrics(truth, predicted, 0.8, raise_above=0.77)["alerts"]
+    assert (at_contract["raised"], at_contract["deserved"]) == (1, 3)
+    assert (at_contract["precision"], at_contract["recall"]) == (1.0, round(1 / 3, 4))
+    # deserved alerts still follow the true urgency above 0.8; only raising moves
+    assert (lower["threshold"], lower["raised"], lower["deserved"]) == (0.8, 3, 3)
+    assert (lower["precision"], lower["recall"]) == (round(2 / 3, 4), round(2 / 3, 4))

@@ -61,12 +61,16 @@ def paired_bootstrap(truth: Sequence[str], ours: Sequence[str], theirs: Sequence
     }
 
 
-def urgency_metrics(truth: Sequence[float], predicted: Sequence[float], alert_threshold: float) -> dict:
+def urgency_metrics(truth: Sequence[float], predicted: Sequence[float], alert_threshold: float,
+                    raise_above: float | None = None) -> dict:
+    """Spearman, MAE, and alerts: deserved where the true urgency is above `alert_threshold`,
+    raised where the predicted one is above it, or above `raise_above` when that is given (what
+    another alert threshold would do)."""
     truth = np.asarray(truth, dtype=float)
     predicted = np.asarray(predicted, dtype=float)
     rho = spearmanr(truth, predicted).statistic if len(truth) > 1 else float("nan")
     actual_alert = truth > alert_threshold
-    raised = predicted > alert_threshold
+    raised = predicted > (alert_threshold if raise_above is None else raise_above)
     hits = int(np.sum(actual_alert & raised))
     return {
         "spearman": round(float(np.nan_to_num(rho)), 4),
