@@ -4,6 +4,7 @@
     .venv/bin/python bench/experiments.py layouts            # about 3 min; needs wrk
     .venv/bin/python bench/experiments.py overhead           # about 6 min; needs wrk
     .venv/bin/python bench/experiments.py floor              # about 4 min; needs wrk
+    .venv/bin/python bench/experiments.py preemption         # about 2 min; needs wrk, chrt
     .venv/bin/python bench/experiments.py prediction-log     # seconds
     .venv/bin/python bench/experiments.py in-app             # about 1 min
     .venv/bin/python bench/experiments.py lean               # about 5 min; needs wrk
@@ -23,6 +24,10 @@ overhead: the deployed server under wrk at 16 connections, once as shipped and o
           per-request cost taken away (prediction log, access log, ...), variants interleaved over
           rounds; median req/s and server CPU per request of each, so each cost's share is
           measured in one run. One variant keeps connections alive (gthread, 1 thread).
+preemption: the deployed server under wrk at 16 connections, wrk run as usual and under
+          SCHED_BATCH (`chrt --batch 0`: its wake-ups do not preempt the running task),
+          interleaved rounds on one server: the workers' preemptions per request against
+          their CPU per request, so what the preemptions cost is measured.
 floor:    server CPU per request at 16 connections of the shipped app against two REFERENCE
           apps (bench/floor_apps.py: plain WSGI, minimal Flask) on the same gunicorn settings,
           interleaved rounds; and the served model's CPU per ticket in process (onnx int8,
@@ -223,6 +228,49 @@ def interleaved_rounds(args, servers: dict[str, dict]) -> dict[str, list[dict]]:
             log(f"round {round_ + 1}, {name}: {result['rps']:.1f} req/s, "
                 f"{result['server_cpu_ms_per_request']:.3f} ms server CPU per request")
     return runs
+
+
+def preemption(args) -> dict:
+    """The shipped server under wrk at 16 connections, wrk run as usual and wrk run under
+    SCHED_BATCH (`chrt --batch 0`), whose wake-ups do not preempt the running task: rounds
+    interleaved on one server. If preemptions cost the workers CPU, the server's CPU per
+    request falls with them."""
+    import run
+
+    launchers = {"wrk as usual": (), "wrk under SCHED_BATCH": ("chrt", "--batch", "0")}
+    bodies = bodies_file()
+    runs: dict[str, list[dict]] = {name: [] for name in launchers}
+    with deployed_server("preemption", args.model_dir) as server:
+        run.warm_up(server, bodies, 4, LOG_DIR)
+        for round_ in range(args.rounds):
+            for name, launcher in launchers.items():
+                result = run.run_wrk(server, 16, args.duration, bodies,
+                                     LOG_DIR / "experiments-wrk-16.txt", launcher)
+                runs[name].append(result)
+                log(f"round {round_ + 1}, {name}: {result['rps']:.1f} req/s, "
+                    f"{result['server_cpu_ms_per_request']:.3f} ms server CPU per request, "
+                    f"preempted {result['worker_switches_per_request']['involuntary']:.2f} "
+                    "times per request")
+
+    def median(results, pick):
+        return round(statistics.median(pick(r) for r in results), 3)
+
+    out = {name: {
+        "median_rps": median(results, lambda r: r["rps"]),
+        "median_server_cpu_ms": median(results, lambda r: r["server_cpu_ms_per_request"]),
+        "median_preemptions_per_request": median(
+            results, lambda r: r["worker_switches_per_request"]["involuntary"]),
+        "median_waits_per_request": median(
+            results, lambda r: r["worker_switches_per_request"]["voluntary"]),
+        "median_server_cores": median(results, lambda r: r["server_cores"]),
+        "median_wrk_cores": median(results, lambda r: r["wrk_cores"]),
+        "median_p99_ms": median(results, lambda r: r["p99_ms"]),
+        "non2xx": sum(r["non2xx"] for r in results),
+        "server_cpu_ms_by_round": [round(r["server_cpu_ms_per_request"], 3) for r in results],
+    } for name, results in runs.items()}
+    for name, figures in out.items():
+        log(f"{name}: {figures}")
+    return out
 
 
 def overhead(args) -> dict:
@@ -670,22 +718,25 @@ def alerts(args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    # no abbreviations: `--out` would be taken for --outside-data without a word
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("experiment", choices=["batching", "layouts", "overhead", "floor",
-                                               "in-app", "lean", "prediction-log", "models",
+                                               "preemption", "in-app", "lean",
+                                               "prediction-log", "models",
                                                "instructions", "instructions-child",
                                                "ensemble", "alerts"])
     parser.add_argument("model_dirs", nargs="*", help="models: the model directories to time")
     parser.add_argument("--model-dir", default="models",
-                        help="batching, layouts, in-app, lean, instructions, ensemble, alerts: "
-                             "the model")
+                        help="batching, layouts, preemption, in-app, lean, instructions, "
+                             "ensemble, alerts: the model")
     parser.add_argument("--outside-data",
                         default=str(ROOT.parent / "shared/eval/dev_tickets.jsonl"),
                         help="ensemble, alerts: the outside author's file, reported only")
     parser.add_argument("--duration", type=int, default=15,
-                        help="layouts, overhead, floor, lean: seconds per level")
+                        help="layouts, overhead, floor, preemption, lean: seconds per level")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="overhead, floor, in-app, lean: interleaved rounds")
+                        help="overhead, floor, preemption, in-app, lean: interleaved "
+                             "rounds")
     parser.add_argument("--variants", type=lambda s: s.split(","), default=None,
                         help="overhead: comma-separated variant names (default: all of "
                              f"{', '.join(OVERHEAD_VARIANTS)})")
@@ -699,7 +750,8 @@ def main() -> None:
     if args.experiment == "models" and not args.model_dirs:
         parser.error("models: name at least one model directory")
     figures = {"batching": batching, "layouts": layouts, "overhead": overhead, "floor": floor,
-               "in-app": in_app, "lean": lean, "prediction-log": prediction_log,
+               "preemption": preemption, "in-app": in_app, "lean": lean,
+               "prediction-log": prediction_log,
                "models": models, "instructions": instructions,
                "instructions-child": instructions_child,
                "ensemble": ensemble, "alerts": alerts}[args.experiment](args)

@@ -300,12 +300,13 @@ def reaped_children_cpu() -> float:
 
 
 def run_wrk(server: Server, connections: int, duration: float, bodies: Path,
-            log_path: Path) -> dict:
-    """One wrk run; returns its WRK_JSON line plus the CPU that server, wrk and others used."""
+            log_path: Path, launcher: tuple = ()) -> dict:
+    """One wrk run; returns its WRK_JSON line plus the CPU that server, wrk and others used.
+    `launcher`: a command that execs wrk (`chrt --batch 0`: experiments.py preemption)."""
     threads = min(connections, 2)
-    argv = ["wrk", "-t", threads, "-c", connections, "-d", f"{duration}s", "--latency",
-            "--timeout", "10s", "-s", BENCH / "wrk_post.lua", server.base + "/classify",
-            "--", bodies]
+    argv = [*launcher, "wrk", "-t", threads, "-c", connections, "-d", f"{duration}s",
+            "--latency", "--timeout", "10s", "-s", BENCH / "wrk_post.lua",
+            server.base + "/classify", "--", bodies]
     waited = QUIET.wait()  # the server is idle between levels: what is busy is someone else
     workers_before = server.workers()
     switches_before = [sysinfo.context_switches(pid) for pid in workers_before]
@@ -353,7 +354,8 @@ def run_wrk(server: Server, connections: int, duration: float, bodies: Path,
         "steal_cores": everyone.result["steal_cores"],
         "workers_restarted": server.workers() != workers_before,
         # how often the workers' request threads were preempted (involuntary) or waited
-        # (voluntary) per request: wrk runs on the same cores and wakes mid-forward-pass
+        # (voluntary) per request: wrk runs on the same cores, and its wake-ups preempt them
+        # (what that costs: experiments.py preemption)
         "worker_switches_per_request": {
             kind: round(sum(after[i] - before[i] for before, after
                             in zip(switches_before, switches_after)) / max(1, stats["requests"]), 2)
