@@ -38,7 +38,8 @@ in-app:   in process, no HTTP: CPU per POST /classify through the shipped Flask 
           a constant answer; interleaved rounds. What the app costs with a warm cache and
           what it costs between forward passes, which evict each other's working set.
 lean:     the in-process limit of the server's layout (2 one-thread processes, batch 1, as in
-          `make bench`), then the shipped server against two REFERENCE apps
+          `make bench`), read before the first round and after each, and between the reads
+          the shipped server against two REFERENCE apps
           (bench/lean_apps.py: the model behind a plainer /classify view, with and without
           the route's features) under wrk at 16 connections, interleaved rounds: how close to
           the limit the route's layers let HTTP come.
@@ -211,13 +212,17 @@ OVERHEAD_VARIANTS = {
 }
 
 
-def interleaved_rounds(args, servers: dict[str, dict]) -> dict[str, list[dict]]:
+def interleaved_rounds(args, servers: dict[str, dict],
+                       between_rounds=None) -> dict[str, list[dict]]:
     """wrk at 16 connections against each deployed server (name -> deployed_server keywords),
-    one after another, `args.rounds` times over: each server's results, in round order."""
+    one after another, `args.rounds` times over: each server's results, in round order.
+    `between_rounds()`, if given, runs before the first round and after each round."""
     import run
 
     bodies, log_dir = bodies_file(), LOG_DIR
     runs: dict[str, list[dict]] = {name: [] for name in servers}
+    if between_rounds:
+        between_rounds()
     for round_ in range(args.rounds):
         for name, keywords in servers.items():
             with deployed_server(name, args.model_dir, **keywords) as server:
@@ -227,6 +232,8 @@ def interleaved_rounds(args, servers: dict[str, dict]) -> dict[str, list[dict]]:
             runs[name].append(result)
             log(f"round {round_ + 1}, {name}: {result['rps']:.1f} req/s, "
                 f"{result['server_cpu_ms_per_request']:.3f} ms server CPU per request")
+        if between_rounds:
+            between_rounds()
     return runs
 
 
@@ -346,21 +353,31 @@ LEAN_APPS = {"as shipped": "wsgi:app",
 
 
 def lean(args) -> dict:
-    """The shipped server and two plainer /classify views against the in-process limit."""
+    """The shipped server and two plainer /classify views against the in-process limit, read
+    before the first round and after each one: each round's runs are set against the mean of
+    the limit runs around that round, as `make bench` brackets its ratio (the host drifts)."""
     import run
 
-    limit = run.run_parallel(argparse.Namespace(data=str(ROOT / "data/test.jsonl"),
-                                                model_dir=args.model_dir),
-                             {"parallel_duration": args.duration}, batch_size=1)
-    log(f"in-process limit (2 processes x 1 thread, batch 1): {limit['tickets_per_s']:.1f} "
-        f"tickets/s")
-    runs = interleaved_rounds(args, {name: {"app": app} for name, app in LEAN_APPS.items()})
-    out = {"inprocess_limit_tickets_per_s": round(limit["tickets_per_s"], 1)}
+    limits = []
+
+    def read_limit():
+        limit = run.run_parallel(argparse.Namespace(data=str(ROOT / "data/test.jsonl"),
+                                                    model_dir=args.model_dir),
+                                 {"parallel_duration": args.duration}, batch_size=1)
+        limits.append(limit["tickets_per_s"])
+        log(f"in-process limit (2 processes x 1 thread, batch 1): {limit['tickets_per_s']:.1f} "
+            "tickets/s")
+
+    runs = interleaved_rounds(args, {name: {"app": app} for name, app in LEAN_APPS.items()},
+                              between_rounds=read_limit)
+    around = [(before + after) / 2 for before, after in zip(limits, limits[1:])]
+    out = {"inprocess_limit_tickets_per_s_by_read": [round(v, 1) for v in limits]}
     for name, results in runs.items():
-        rps = statistics.median(r["rps"] for r in results)
+        shares = [r["rps"] / limit for r, limit in zip(results, around)]
         out[name] = {
-            "median_rps": round(rps, 1),
-            "share_of_inprocess_limit": round(rps / limit["tickets_per_s"], 3),
+            "median_rps": round(statistics.median(r["rps"] for r in results), 1),
+            "median_share_of_inprocess_limit": round(statistics.median(shares), 3),
+            "share_by_round": [round(v, 3) for v in shares],
             "median_server_cpu_ms": round(statistics.median(
                 r["server_cpu_ms_per_request"] for r in results), 3),
             "non2xx": sum(r["non2xx"] for r in results),
