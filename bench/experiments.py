@@ -7,7 +7,7 @@
     .venv/bin/python bench/experiments.py preemption         # about 2 min; needs wrk, chrt
     .venv/bin/python bench/experiments.py prediction-log     # seconds
     .venv/bin/python bench/experiments.py in-app             # about 1 min
-    .venv/bin/python bench/experiments.py lean               # about 5 min; needs wrk
+    .venv/bin/python bench/experiments.py lean               # about 7 min; needs wrk
     .venv/bin/python bench/experiments.py models models DIR  # per-ticket speed of model dirs
     .venv/bin/python bench/experiments.py instructions       # 1-3 min per checkout; valgrind
     .venv/bin/python bench/experiments.py ensemble           # about 1 min
