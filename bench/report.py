@@ -257,8 +257,9 @@ def markdown(r: dict) -> str:
             "connection sends its next request when the previous one is answered, so latency at "
             "high concurrency is mostly queueing. wrk runs on the same 2 cores as the server: "
             "its CPU use is shown, and the last column counts how often the workers' request "
-            "threads were preempted per request (involuntary context switches from /proc), "
-            "mostly by wrk waking on their cores in the middle of a forward pass.",
+            "threads were preempted per request (involuntary context switches from /proc): "
+            "wrk waking on their cores, which costs them no CPU per request "
+            "(bench/experiments.py preemption).",
             "",
         ]
         if http.get("ours_env_overrides"):
