@@ -57,7 +57,9 @@ def markdown(r: dict) -> str:
         f". Tickets: `{r['data']}`.",
         "",
         f"Machine: {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux "
-        f"{m['kernel']}, Python {m['python']}, GLIBC_TUNABLES "
+        f"{m['kernel']}, Python {m['python']}"
+        f"{' (`' + m['python_executable'] + '`)' if m.get('python_executable') else ''}, "
+        "GLIBC_TUNABLES "
         f"`{m.get('glibc_tunables') or '(unset)'}` (servers and in-process runs alike); "
         "load average before "
         f"{', '.join(f'{x:.2f}' for x in m['loadavg'])}, after "

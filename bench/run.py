@@ -44,8 +44,11 @@ from report import closed_loop
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-PYTHON = ROOT / ".venv" / "bin" / "python"
-GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
+# The virtual environment this script runs in (`make bench VENV=...` picks it): its children,
+# the server and the in-process copies alike, run the same interpreter.
+VENV_BIN = Path(sys.executable).parent
+PYTHON = VENV_BIN / "python"
+GUNICORN = VENV_BIN / "gunicorn"
 CONNECTIONS = (1, 4, 16, 64)
 REFERENCE_CONNECTIONS = (1, 16)
 BATCH_SIZES = (1, 8, 16, 32, 64)
@@ -601,7 +604,7 @@ def phase_accuracy(args, results) -> None:
             continue
         with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
             report_path = Path(tmp) / "compare.json"
-            argv = [ROOT / ".venv" / "bin" / "smart-support", "compare",
+            argv = [VENV_BIN / "smart-support", "compare",
                     *[a for f in files for a in ("--data", f)], "--model-dir", args.model_dir,
                     "--against", teacher, "--against-runtime", "torch",
                     "--out", report_path]
@@ -821,7 +824,7 @@ def git_state() -> dict:
 def preflight(args) -> None:
     problems = []
     if not PYTHON.exists() or not GUNICORN.exists():
-        problems.append(f"{ROOT / '.venv'} is missing or incomplete: run `make install`")
+        problems.append(f"{VENV_BIN.parent} is missing or incomplete: run `make install`")
     if not (Path(args.model_dir) / "metadata.json").is_file():
         problems.append(f"no model in {args.model_dir}: run `make model`")
     if not Path(args.data).is_file():

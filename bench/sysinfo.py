@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -149,6 +150,9 @@ def machine() -> dict:
         "memory_gib": round(mem_kib / 1024 / 1024, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
+        # which build: Debian's runs the Python around the model faster than pyenv's default
+        # (README, "Performance", session 13)
+        "python_executable": os.path.realpath(sys.executable),
         "loadavg": os.getloadavg(),
         # malloc tunables (`make bench` sets huge pages) change the figures: recorded
         "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),

@@ -792,7 +792,8 @@ def busy_processes() -> list[str]:
 def preflight(args) -> None:
     problems = []
     if not stack.GUNICORN.exists():
-        problems.append(f"{ROOT / '.venv'} is missing or incomplete: run `make install`")
+        problems.append(f"{stack.GUNICORN.parent.parent} is missing or incomplete: "
+                        "run `make install`")
     if not Path(args.data).is_file():
         problems.append(f"no ticket file {args.data}")
     metadata = Path(args.model_dir) / "metadata.json"

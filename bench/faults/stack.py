@@ -23,8 +23,9 @@ from pathlib import Path
 
 FAULTS = Path(__file__).resolve().parent
 ROOT = FAULTS.parent.parent
-PYTHON = ROOT / ".venv" / "bin" / "python"
-GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
+# the virtual environment this script runs in (`make faults VENV=...` picks it)
+PYTHON = Path(sys.executable).parent / "python"
+GUNICORN = Path(sys.executable).parent / "gunicorn"
 NGINX_SITE = ROOT / "deploy" / "nginx.conf"
 WRK_SCRIPT = FAULTS / "wrk_faults.lua"
 
