@@ -8,6 +8,7 @@
     .venv/bin/python bench/experiments.py prediction-log     # seconds
     .venv/bin/python bench/experiments.py in-app             # about 1 min
     .venv/bin/python bench/experiments.py lean               # about 7 min; needs wrk
+    .venv/bin/python bench/experiments.py interpreters --venv DIR  # about 2 min a round; wrk
     .venv/bin/python bench/experiments.py models models DIR  # per-ticket speed of model dirs
     .venv/bin/python bench/experiments.py instructions       # 1-3 min per checkout; valgrind
     .venv/bin/python bench/experiments.py ensemble           # about 1 min
@@ -37,6 +38,10 @@ in-app:   in process, no HTTP: CPU per POST /classify through the shipped Flask 
           triage alone on the same tickets, and against the app with its triage replaced by
           a constant answer; interleaved rounds. What the app costs with a warm cache and
           what it costs between forward passes, which evict each other's working set.
+interpreters: the server and the in-process limit on this virtual environment's interpreter
+          and on each --venv's (Debian's python3.11 against pyenv's, say), interleaved rounds,
+          each HTTP run between two limit reads on the same interpreter: what the interpreter's
+          build is worth in throughput, CPU per request and share of the limit.
 lean:     the in-process limit of the server's layout (2 one-thread processes, batch 1, as in
           `make bench`), read before the first round and after each, and between the reads
           the shipped server against two REFERENCE apps
@@ -76,6 +81,7 @@ import argparse
 import json
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -147,9 +153,11 @@ def bodies_file() -> Path:
     return bodies
 
 
-def deployed_server(name: str, model_dir: str, app: str = "wsgi:app", **environment):
+def deployed_server(name: str, model_dir: str, app: str = "wsgi:app", gunicorn=None,
+                    **environment):
     """The server as deployed (gunicorn.conf.py), with `environment` on top, on a free port and
-    private state directories; `app` swaps in another WSGI app (the floor references)."""
+    private state directories; `app` swaps in another WSGI app (the floor references), and
+    `gunicorn` another virtual environment's gunicorn (interpreters)."""
     import run
 
     env = child_env(HOST="127.0.0.1", PORT=free_port(), SMART_SUPPORT_MODEL_DIR=model_dir,
@@ -158,7 +166,7 @@ def deployed_server(name: str, model_dir: str, app: str = "wsgi:app", **environm
                     **environment)
     if app != "wsgi:app":
         env["PYTHONPATH"] = str(BENCH)
-    return run.Server(name, [run.GUNICORN, "-c", "gunicorn.conf.py", app], ROOT, env,
+    return run.Server(name, [gunicorn or run.GUNICORN, "-c", "gunicorn.conf.py", app], ROOT, env,
                       LOG_DIR / "experiments-server.log")
 
 
@@ -384,6 +392,66 @@ def lean(args) -> dict:
             "rps_by_round": [round(r["rps"], 1) for r in results],
         }
         log(f"{name}: {out[name]}")
+    return out
+
+
+def interpreters(args) -> dict:
+    """The same server and in-process limit on each virtual environment's interpreter: per
+    round and per interpreter, a limit read, wrk at 16 connections, another limit read, the
+    HTTP run set against the mean of the two reads (as `make bench` brackets its ratio)."""
+    import run
+
+    venvs = [Path(sys.executable).parent.parent] + [Path(v) for v in args.venv or ()]
+    interpreters_ = {}
+    for venv in venvs:
+        python, gunicorn = venv / "bin" / "python", venv / "bin" / "gunicorn"
+        if not gunicorn.exists():
+            raise SystemExit(f"--venv {venv}: no {gunicorn}; run `make install VENV={venv}`")
+        described = subprocess.run(
+            [python, "-c", "import os, sys; print(sys.version.split()[0], "
+                           "os.path.realpath(sys.executable))"],
+            capture_output=True, text=True, check=True).stdout.split()
+        interpreters_[f"{venv.name}: Python {described[0]} ({described[1]})"] = (python, gunicorn)
+    data = argparse.Namespace(data=str(ROOT / "data/test.jsonl"), model_dir=args.model_dir)
+    bodies = bodies_file()
+    runs: dict[str, list[dict]] = {name: [] for name in interpreters_}
+    for round_ in range(args.rounds):
+        for name, (python, gunicorn) in interpreters_.items():
+            before = run.run_parallel(data, {"parallel_duration": args.duration}, 1,
+                                      python=python)
+            with deployed_server(f"interpreter-{python.parent.parent.name.lstrip('.')}",
+                                 args.model_dir, gunicorn=gunicorn) as server:
+                run.warm_up(server, bodies, 4, LOG_DIR)
+                http = run.run_wrk(server, 16, args.duration, bodies,
+                                   LOG_DIR / "experiments-wrk-16.txt")
+            after = run.run_parallel(data, {"parallel_duration": args.duration}, 1,
+                                     python=python)
+            limit = (before["tickets_per_s"] + after["tickets_per_s"]) / 2
+            runs[name].append({
+                "limit": limit, "rps": http["rps"], "ratio": http["rps"] / limit,
+                "server_cpu_ms": http["server_cpu_ms_per_request"],
+                "limit_cpu_ms": statistics.mean(p["cpu_cores"] * 1000 / p["tickets_per_s"]
+                                                for p in (before, after)),
+                "p99_ms": http["p99_ms"], "non2xx": http["non2xx"]})
+            log(f"round {round_ + 1}, {name}: limit {limit:.1f} tickets/s, HTTP "
+                f"{http['rps']:.1f} req/s ({http['rps'] / limit:.1%}), "
+                f"{http['server_cpu_ms_per_request']:.3f} ms server CPU per request")
+
+    def median(results, key, digits=3):
+        return round(statistics.median(r[key] for r in results), digits)
+
+    out = {name: {
+        "median_limit_tickets_per_s": median(results, "limit", 1),
+        "median_rps": median(results, "rps", 1),
+        "median_share_of_inprocess_limit": median(results, "ratio"),
+        "share_by_round": [round(r["ratio"], 3) for r in results],
+        "median_server_cpu_ms": median(results, "server_cpu_ms"),
+        "median_inprocess_cpu_ms_per_ticket": median(results, "limit_cpu_ms"),
+        "median_p99_ms": median(results, "p99_ms", 1),
+        "non2xx": sum(r["non2xx"] for r in results),
+    } for name, results in runs.items()}
+    for name, figures in out.items():
+        log(f"{name}: {figures}")
     return out
 
 
@@ -739,7 +807,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("experiment", choices=["batching", "layouts", "overhead", "floor",
                                                "preemption", "in-app", "lean",
-                                               "prediction-log", "models",
+                                               "interpreters", "prediction-log", "models",
                                                "instructions", "instructions-child",
                                                "ensemble", "alerts"])
     parser.add_argument("model_dirs", nargs="*", help="models: the model directories to time")
@@ -750,13 +818,17 @@ def main() -> None:
                         default=str(ROOT.parent / "shared/eval/dev_tickets.jsonl"),
                         help="ensemble, alerts: the outside author's file, reported only")
     parser.add_argument("--duration", type=int, default=15,
-                        help="layouts, overhead, floor, preemption, lean: seconds per level")
+                        help="layouts, overhead, floor, preemption, lean, interpreters: seconds "
+                             "per level")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="overhead, floor, preemption, in-app, lean: interleaved "
-                             "rounds")
+                        help="overhead, floor, preemption, in-app, lean, interpreters: "
+                             "interleaved rounds")
     parser.add_argument("--variants", type=lambda s: s.split(","), default=None,
                         help="overhead: comma-separated variant names (default: all of "
                              f"{', '.join(OVERHEAD_VARIANTS)})")
+    parser.add_argument("--venv", action="append",
+                        help="interpreters: another virtual environment to set against the "
+                             "one running this script (repeatable)")
     parser.add_argument("--source", action="append",
                         help="instructions: a checkout whose app to count (repeatable; "
                              "default: this one)")
@@ -768,6 +840,7 @@ def main() -> None:
         parser.error("models: name at least one model directory")
     figures = {"batching": batching, "layouts": layouts, "overhead": overhead, "floor": floor,
                "preemption": preemption, "in-app": in_app, "lean": lean,
+               "interpreters": interpreters,
                "prediction-log": prediction_log,
                "models": models, "instructions": instructions,
                "instructions-child": instructions_child,

@@ -131,7 +131,8 @@ def run_inprocess_table(args, profile, runtime: str, quantize: str, threads: int
     return result
 
 
-def run_parallel(args, profile, batch_size: int, copies: int = SERVER_WORKERS) -> dict:
+def run_parallel(args, profile, batch_size: int, copies: int = SERVER_WORKERS,
+                 python: Path = PYTHON) -> dict:
     """`copies` 1-thread processes of the served mode running at once, as gunicorn's workers do.
 
     Each loads on its own, says READY, and all get GO together, so their timed windows
@@ -139,7 +140,7 @@ def run_parallel(args, profile, batch_size: int, copies: int = SERVER_WORKERS) -
     procs = []
     for k in range(copies):
         procs.append(CHILDREN.start(
-            [PYTHON, BENCH / "inprocess.py", "parallel", "--runtime", SERVED[0],
+            [python, BENCH / "inprocess.py", "parallel", "--runtime", SERVED[0],
              "--quantize", SERVED[1], "--threads", 1,
              "--batch-size", batch_size, "--duration", profile["parallel_duration"],
              "--seed", k, "--data", args.data, "--model-dir", args.model_dir],
