@@ -2,9 +2,9 @@
 # The interpreter of .venv. Left empty, `make install` takes Debian's /usr/bin/python3.11 where
 # it can make a virtual environment (package python3.11-venv, on this machine's image), else
 # python3.11 from PATH. Debian builds it with profile-guided and link-time optimisation and
-# links libpython into the executable; pyenv's default build does neither, and its Python runs
-# about a fifth slower (README, "Performance", session 13). An existing .venv is kept:
-# `rm -rf .venv && make install` switches.
+# links libpython into the executable; pyenv's default build does neither. The Python around
+# the model costs about a fifth less on Debian's (README, "Performance", session 13). An
+# existing .venv is kept: `rm -rf .venv && make install` switches.
 PYTHON ?=
 DEBIAN_PYTHON := /usr/bin/python3.11
 VENV ?= .venv
