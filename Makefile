@@ -1,12 +1,12 @@
 # Smart-Support. `make serve` installs, builds models/ if missing and serves; `make test` tests.
-# The interpreter of .venv. Left empty, `make install` takes Debian's /usr/bin/python3.11 where
-# it can make a virtual environment (package python3.11-venv, on this machine's image), else
-# python3.11 from PATH. Debian builds it with profile-guided and link-time optimisation and
+# The interpreter of .venv: unless given, Debian's /usr/bin/python3.11 where it can make a
+# virtual environment (package python3.11-venv, on this machine's image), else python3.11
+# from PATH. Debian builds it with profile-guided and link-time optimisation and
 # links libpython into the executable; pyenv's default build does neither. The Python around
 # the model costs about a fifth less on Debian's (README, "Performance", session 13). An
 # existing .venv is kept: `rm -rf .venv && make install` switches.
-PYTHON ?=
 DEBIAN_PYTHON := /usr/bin/python3.11
+PYTHON ?= $(shell $(DEBIAN_PYTHON) -c 'import ensurepip' >/dev/null 2>&1 && echo $(DEBIAN_PYTHON) || echo python3.11)
 VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
@@ -33,14 +33,7 @@ export TRANSFORMERS_OFFLINE := 1
 install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml
-	@test -x $(BIN)/python || { \
-		python="$(PYTHON)"; \
-		if [ -z "$$python" ]; then \
-			if $(DEBIAN_PYTHON) -c 'import ensurepip' >/dev/null 2>&1; then \
-				python=$(DEBIAN_PYTHON); else python=python3.11; fi; \
-		fi; \
-		echo "creating $(VENV) with $$python ($$($$python --version 2>&1))"; \
-		$$python -m venv $(VENV); }
+	@test -x $(BIN)/python || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools
 	$(BIN)/python -m pip install --quiet --no-build-isolation -e '.[test]'
 	@touch $@

@@ -397,8 +397,8 @@ def lean(args) -> dict:
 
 def interpreters(args) -> dict:
     """The same server and in-process limit on each virtual environment's interpreter: per
-    round and per interpreter, a limit read, wrk at 16 connections, another limit read, the
-    HTTP run set against the mean of the two reads (as `make bench` brackets its ratio)."""
+    round and per interpreter, one round of `make bench`'s bracketed ratio (run.ratio_rounds:
+    a limit read, wrk at 16 connections, another limit read) on that interpreter."""
     import run
 
     venvs = [Path(sys.executable).parent.parent] + [Path(v) for v in args.venv or ()]
@@ -413,41 +413,30 @@ def interpreters(args) -> dict:
             capture_output=True, text=True, check=True).stdout.split()
         interpreters_[f"{venv.name}: Python {described[0]} ({described[1]})"] = (python, gunicorn)
     data = argparse.Namespace(data=str(ROOT / "data/test.jsonl"), model_dir=args.model_dir)
+    one_round = {"ratio_rounds": 1, "parallel_duration": args.duration}
     bodies = bodies_file()
     runs: dict[str, list[dict]] = {name: [] for name in interpreters_}
     for round_ in range(args.rounds):
         for name, (python, gunicorn) in interpreters_.items():
-            before = run.run_parallel(data, {"parallel_duration": args.duration}, 1,
-                                      python=python)
             with deployed_server(f"interpreter-{python.parent.parent.name.lstrip('.')}",
                                  args.model_dir, gunicorn=gunicorn) as server:
                 run.warm_up(server, bodies, 4, LOG_DIR)
-                http = run.run_wrk(server, 16, args.duration, bodies,
-                                   LOG_DIR / "experiments-wrk-16.txt")
-            after = run.run_parallel(data, {"parallel_duration": args.duration}, 1,
-                                     python=python)
-            limit = (before["tickets_per_s"] + after["tickets_per_s"]) / 2
-            runs[name].append({
-                "limit": limit, "rps": http["rps"], "ratio": http["rps"] / limit,
-                "server_cpu_ms": http["server_cpu_ms_per_request"],
-                "limit_cpu_ms": statistics.mean(p["cpu_cores"] * 1000 / p["tickets_per_s"]
-                                                for p in (before, after)),
-                "p99_ms": http["p99_ms"], "non2xx": http["non2xx"]})
-            log(f"round {round_ + 1}, {name}: limit {limit:.1f} tickets/s, HTTP "
-                f"{http['rps']:.1f} req/s ({http['rps'] / limit:.1%}), "
-                f"{http['server_cpu_ms_per_request']:.3f} ms server CPU per request")
+                runs[name] += run.ratio_rounds(data, one_round, server, bodies, args.duration,
+                                               LOG_DIR, python=python)
+            log(f"round {round_ + 1}, {name}: {runs[name][-1]['ratio']:.1%} of the limit, "
+                f"{runs[name][-1]['http_cpu_ms_per_request']:.3f} ms server CPU per request")
 
     def median(results, key, digits=3):
         return round(statistics.median(r[key] for r in results), digits)
 
     out = {name: {
-        "median_limit_tickets_per_s": median(results, "limit", 1),
-        "median_rps": median(results, "rps", 1),
+        "median_limit_tickets_per_s": median(results, "limit_tickets_per_s", 1),
+        "median_rps": median(results, "http_rps", 1),
         "median_share_of_inprocess_limit": median(results, "ratio"),
         "share_by_round": [round(r["ratio"], 3) for r in results],
-        "median_server_cpu_ms": median(results, "server_cpu_ms"),
-        "median_inprocess_cpu_ms_per_ticket": median(results, "limit_cpu_ms"),
-        "median_p99_ms": median(results, "p99_ms", 1),
+        "median_server_cpu_ms": median(results, "http_cpu_ms_per_request"),
+        "median_inprocess_cpu_ms_per_ticket": median(results, "limit_cpu_ms_per_ticket"),
+        "median_p99_ms": median(results, "http_p99_ms", 1),
         "non2xx": sum(r["non2xx"] for r in results),
     } for name, results in runs.items()}
     for name, figures in out.items():

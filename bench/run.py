@@ -483,7 +483,7 @@ def load_levels(server: Server, levels, key: str, results, profile, duration: fl
 
 
 def ratio_rounds(args, profile, server: Server, bodies: Path, duration: float,
-                 log_dir: Path) -> list[dict]:
+                 log_dir: Path, python: Path = PYTHON) -> list[dict]:
     """HTTP at 16 connections against the in-process limit of the server's layout, each HTTP
     run bracketed by a limit run before and after it: limit, HTTP, limit, HTTP, ..., limit.
 
@@ -495,10 +495,10 @@ def ratio_rounds(args, profile, server: Server, bodies: Path, duration: float,
     log(f"\n== (b') HTTP at 16 connections / in-process limit, {profile['ratio_rounds']} "
         "round(s), each HTTP run between two limit runs ==")
     rounds = []
-    before = run_parallel(args, profile, 1)
+    before = run_parallel(args, profile, 1, python=python)
     for k in range(profile["ratio_rounds"]):
         http = run_wrk(server, 16, duration, bodies, log_dir / f"wrk-ratio-{k + 1}.txt")
-        after = run_parallel(args, profile, 1)
+        after = run_parallel(args, profile, 1, python=python)
         limit = (before["tickets_per_s"] + after["tickets_per_s"]) / 2
         rounds.append({"limit_tickets_per_s": round(limit, 1),
                        "limit_before_after": [round(before["tickets_per_s"], 1),
@@ -513,6 +513,7 @@ def ratio_rounds(args, profile, server: Server, bodies: Path, duration: float,
                        "http_wrk_cores": http["wrk_cores"],
                        "http_foreign_cores": http["foreign_cores"],
                        "http_cpu_ms_per_request": http["server_cpu_ms_per_request"],
+                       "http_p99_ms": http["p99_ms"],
                        "ratio": round(http["rps"] / limit, 4),
                        "non2xx": http["non2xx"],
                        "foreign_cores": max(before["foreign_cores"], http["foreign_cores"],
