@@ -13,6 +13,7 @@
     .venv/bin/python bench/experiments.py instructions       # 1-3 min per checkout; valgrind
     .venv/bin/python bench/experiments.py ensemble           # about 1 min
     .venv/bin/python bench/experiments.py alerts             # about 30 s
+    .venv/bin/python bench/experiments.py budgets            # about 5 min; wrk for HTTP
 
 batching: in process, int8, the shipped model. Tickets/s when groups of 16 random test
           tickets go through one call cut into sub-batches of 1 to 16 (what micro-batching
@@ -72,6 +73,15 @@ alerts:   accuracy, not speed: would another alert threshold on the served urgen
           validation split only (0.50 to 0.84 in steps of 0.02; a tie goes to the higher),
           then alert precision and recall at 0.8 and at that threshold on our four held-out
           files pooled and on the outside author's file (reported only).
+budgets:  the token budget (SMART_SUPPORT_MAX_TOKENS) traded for speed, per budget of
+          --budgets: the served answer's macro-F1 and urgency Spearman (onnx int8, the
+          guarded billing rule) on the model's validation split (its held-out writer: where
+          a budget may be chosen), on our four held-out test files pooled and on the outside
+          author's file (both reported only); and in process, 1 thread, one ticket per call
+          over the test tickets in interleaved rounds, the CPU per ticket (median, mean, p95,
+          p99) and the tokens read per ticket; then, when wrk is installed, the deployed
+          server at each budget under wrk at 16 connections, interleaved rounds: req/s, p99
+          and server CPU per request.
 
 Each writes bench/results/experiments-<name>.json and prints its figures.
 """
@@ -80,6 +90,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -530,8 +541,6 @@ def instructions(args) -> dict:
     change of tens of microseconds shows. `--source DIR` counts another checkout's app (a
     `git worktree` of an earlier commit) on the same model and tickets."""
     import re
-    import shutil
-    import subprocess
 
     if shutil.which("valgrind") is None:
         raise SystemExit("instructions: needs valgrind (apt-get install -y valgrind)")
@@ -791,6 +800,91 @@ def alerts(args) -> dict:
     return out
 
 
+def budgets(args) -> dict:
+    """Accuracy and CPU per ticket of the served model at each token budget (module docstring)."""
+    import numpy as np
+
+    from smart_support.config import Settings
+    from smart_support.inference.artifacts import load_artifacts
+    from smart_support.inference.predictor import Predictor, Ticket, ticket_text
+    from smart_support.training.evaluate import served_answers
+    from smart_support.training.metrics import category_metrics, urgency_metrics
+
+    artifacts = load_artifacts(args.model_dir, "onnx")
+    labels = list(artifacts.labels)
+    outside = Path(args.outside_data)
+    sets = {"validation (held-out writer)": held_out_writer_tickets(artifacts, "budgets"),
+            "our held-out files pooled": [r for path in sorted(ROOT.glob("data/test*.jsonl"))
+                                          for r in workload.read_tickets(path)],
+            "outside author": workload.read_tickets(outside) if outside.exists() else []}
+    out = {"budgets": {}}
+    for budget in args.budgets:
+        settings = Settings.from_env(model_dir=Path(args.model_dir), runtime="onnx",
+                                     quantize="int8", max_tokens=budget)
+        row = out["budgets"][str(budget)] = {"accuracy": {}}
+        for name, rows in sets.items():
+            if not rows:
+                continue
+            tickets = [Ticket(r.get("subject") or "", r["description"]) for r in rows]
+            predictions, decisions, _, _ = served_answers(tickets, artifacts, settings)
+            truth = [r["category"] for r in rows]
+            row["accuracy"][name] = {
+                "tickets": len(rows),
+                "macro_f1": category_metrics(truth, [d.category for d in decisions],
+                                             labels)["macro_f1"],
+                "urgency_spearman": urgency_metrics(
+                    [float(r["urgency"]) for r in rows], [p.urgency for p in predictions],
+                    settings.alert_threshold)["spearman"]}
+        log(f"budget {budget}: {row['accuracy']}")
+
+    tickets = test_tickets()
+    predictors = {budget: Predictor(artifacts, budget, 1, "int8", threads=1)
+                  for budget in args.budgets}
+    cpu = {budget: [] for budget in args.budgets}
+    for round_ in range(args.rounds + 1):  # the first round warms up and is not kept
+        for budget, predictor in predictors.items():
+            times = []
+            for ticket in tickets:
+                started = time.thread_time()
+                predictor.predict([ticket])
+                times.append(time.thread_time() - started)
+            if round_:
+                cpu[budget].append(times)
+    for budget, predictor in predictors.items():
+        per_ticket = np.array(cpu[budget]).mean(axis=0) * 1000  # each ticket's mean over rounds
+        tokens = [len(ids) for ids in predictor.budget.encode(
+            [ticket_text(t.subject, t.description) for t in tickets])]
+        out["budgets"][str(budget)]["cpu_ms_per_ticket"] = {
+            "median": round(float(np.median(per_ticket)), 3),
+            "mean": round(float(per_ticket.mean()), 3),
+            "p95": round(float(np.percentile(per_ticket, 95)), 3),
+            "p99": round(float(np.percentile(per_ticket, 99)), 3),
+            "mean_by_round": [round(1000 * statistics.mean(r), 3) for r in cpu[budget]]}
+        out["budgets"][str(budget)]["tokens_per_ticket"] = {
+            "mean": round(statistics.mean(tokens), 1), "max": max(tokens),
+            "at_budget": sum(1 for n in tokens if n >= budget)}
+        log(f"budget {budget}: CPU per ticket {out['budgets'][str(budget)]['cpu_ms_per_ticket']}, "
+            f"tokens {out['budgets'][str(budget)]['tokens_per_ticket']}")
+
+    if shutil.which("wrk") is None:
+        log("wrk is not installed: the HTTP part is skipped (apt-get install wrk)")
+        return out
+    runs = interleaved_rounds(args, {f"token budget {budget}": {
+        "SMART_SUPPORT_MAX_TOKENS": str(budget)} for budget in args.budgets})
+    for budget, results in zip(args.budgets, runs.values()):
+        out["budgets"][str(budget)]["http_16_connections"] = {
+            "median_rps": round(statistics.median(r["rps"] for r in results), 1),
+            "median_p99_ms": round(statistics.median(r["p99_ms"] for r in results), 1),
+            "median_server_cpu_ms": round(statistics.median(
+                r["server_cpu_ms_per_request"] for r in results), 3),
+            "non2xx": sum(r["non2xx"] for r in results),
+            "rps_by_round": [round(r["rps"], 1) for r in results],
+            "p99_ms_by_round": [round(r["p99_ms"], 1) for r in results]}
+        log(f"budget {budget}, HTTP at 16 connections: "
+            f"{out['budgets'][str(budget)]['http_16_connections']}")
+    return out
+
+
 def main() -> None:
     # no abbreviations: `--out` would be taken for --outside-data without a word
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
@@ -798,20 +892,24 @@ def main() -> None:
                                                "preemption", "in-app", "lean",
                                                "interpreters", "prediction-log", "models",
                                                "instructions", "instructions-child",
-                                               "ensemble", "alerts"])
+                                               "ensemble", "alerts", "budgets"])
     parser.add_argument("model_dirs", nargs="*", help="models: the model directories to time")
     parser.add_argument("--model-dir", default="models",
                         help="batching, layouts, preemption, in-app, lean, instructions, "
-                             "ensemble, alerts: the model")
+                             "ensemble, alerts, budgets: the model")
     parser.add_argument("--outside-data",
                         default=str(ROOT.parent / "shared/eval/dev_tickets.jsonl"),
-                        help="ensemble, alerts: the outside author's file, reported only")
+                        help="ensemble, alerts, budgets: the outside author's file, reported "
+                             "only")
+    parser.add_argument("--budgets", type=lambda s: [int(x) for x in s.split(",")],
+                        default=[256, 192, 128],
+                        help="budgets: token budgets to compare (the first is the default's)")
     parser.add_argument("--duration", type=int, default=15,
                         help="layouts, overhead, floor, preemption, lean, interpreters: seconds "
                              "per level")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="overhead, floor, preemption, in-app, lean, interpreters: "
-                             "interleaved rounds")
+                        help="overhead, floor, preemption, in-app, lean, interpreters, "
+                             "budgets: interleaved rounds")
     parser.add_argument("--variants", type=lambda s: s.split(","), default=None,
                         help="overhead: comma-separated variant names (default: all of "
                              f"{', '.join(OVERHEAD_VARIANTS)})")
@@ -833,7 +931,8 @@ def main() -> None:
                "prediction-log": prediction_log,
                "models": models, "instructions": instructions,
                "instructions-child": instructions_child,
-               "ensemble": ensemble, "alerts": alerts}[args.experiment](args)
+               "ensemble": ensemble, "alerts": alerts,
+               "budgets": budgets}[args.experiment](args)
     out = BENCH / "results" / f"experiments-{args.experiment}.json"
     out.write_text(json.dumps({"experiment": args.experiment, "figures": figures,
                                "machine": __import__("sysinfo").machine()}, indent=2))
