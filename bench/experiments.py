@@ -617,6 +617,21 @@ def prediction_log(args) -> dict:
     return out
 
 
+def ticket_times(predictors: dict, tickets, rounds: int, clock=time.perf_counter) -> dict:
+    """Seconds of one predict() call per ticket, by `clock`: for each predictor, a list per
+    round of one time per ticket; the predictors take turns within each round."""
+    times = {key: [] for key in predictors}
+    for _ in range(rounds):
+        for key, predictor in predictors.items():
+            this_round = []
+            for ticket in tickets:
+                started = clock()
+                predictor.predict([ticket])
+                this_round.append(clock() - started)
+            times[key].append(this_round)
+    return times
+
+
 def models(args) -> dict:
     """Median time of one ticket per predict() call for each model directory, int8, 1 thread,
     in each runtime (torch, as measured since session 2, and onnx, the served one)."""
@@ -633,15 +648,8 @@ def models(args) -> dict:
             predictor = Predictor(load_artifacts(model_dir, runtime), 256, 32, "int8", threads=1)
             predictor.warm_up()
             predictors[(model_dir, runtime)] = predictor
-    rounds = {key: [] for key in predictors}
-    for _ in range(3):
-        for key, predictor in predictors.items():
-            times = []
-            for ticket in tickets:
-                started = time.perf_counter()
-                predictor.predict([ticket])
-                times.append(time.perf_counter() - started)
-            rounds[key].append(statistics.median(times) * 1000)
+    rounds = {key: [statistics.median(times) * 1000 for times in by_round]
+              for key, by_round in ticket_times(predictors, tickets, 3).items()}
     out = {}
     for (model_dir, runtime), medians in rounds.items():
         layers = read_json(Path(model_dir) / CLASSIFIER_DIR / "config.json")["num_hidden_layers"]
@@ -840,16 +848,9 @@ def budgets(args) -> dict:
     tickets = test_tickets()
     predictors = {budget: Predictor(artifacts, budget, 1, "int8", threads=1)
                   for budget in args.budgets}
-    cpu = {budget: [] for budget in args.budgets}
-    for round_ in range(args.rounds + 1):  # the first round warms up and is not kept
-        for budget, predictor in predictors.items():
-            times = []
-            for ticket in tickets:
-                started = time.thread_time()
-                predictor.predict([ticket])
-                times.append(time.thread_time() - started)
-            if round_:
-                cpu[budget].append(times)
+    # CPU, not wall time; the first round warms up and is not kept
+    cpu = {budget: by_round[1:] for budget, by_round in
+           ticket_times(predictors, tickets, args.rounds + 1, time.thread_time).items()}
     for budget, predictor in predictors.items():
         per_ticket = np.array(cpu[budget]).mean(axis=0) * 1000  # each ticket's mean over rounds
         tokens = [len(ids) for ids in predictor.budget.encode(
