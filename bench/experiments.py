@@ -903,11 +903,11 @@ def main() -> None:
                         help="ensemble, alerts, budgets: the outside author's file, reported "
                              "only")
     parser.add_argument("--budgets", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[256, 192, 128],
-                        help="budgets: token budgets to compare (the first is the default's)")
+                        default=[256, 192, 160, 128],
+                        help="budgets: the token budgets to compare, comma-separated")
     parser.add_argument("--duration", type=int, default=15,
-                        help="layouts, overhead, floor, preemption, lean, interpreters: seconds "
-                             "per level")
+                        help="layouts, overhead, floor, preemption, lean, interpreters, "
+                             "budgets: seconds per level")
     parser.add_argument("--rounds", type=int, default=3,
                         help="overhead, floor, preemption, in-app, lean, interpreters, "
                              "budgets: interleaved rounds")
