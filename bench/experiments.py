@@ -278,19 +278,16 @@ def preemption(args) -> dict:
                     f"preempted {result['worker_switches_per_request']['involuntary']:.2f} "
                     "times per request")
 
-    def median(results, pick):
-        return round(statistics.median(pick(r) for r in results), 3)
-
     out = {name: {
-        "median_rps": median(results, lambda r: r["rps"]),
-        "median_server_cpu_ms": median(results, lambda r: r["server_cpu_ms_per_request"]),
-        "median_preemptions_per_request": median(
+        "median_rps": median_of(results, "rps"),
+        "median_server_cpu_ms": median_of(results, "server_cpu_ms_per_request"),
+        "median_preemptions_per_request": median_of(
             results, lambda r: r["worker_switches_per_request"]["involuntary"]),
-        "median_waits_per_request": median(
+        "median_waits_per_request": median_of(
             results, lambda r: r["worker_switches_per_request"]["voluntary"]),
-        "median_server_cores": median(results, lambda r: r["server_cores"]),
-        "median_wrk_cores": median(results, lambda r: r["wrk_cores"]),
-        "median_p99_ms": median(results, lambda r: r["p99_ms"]),
+        "median_server_cores": median_of(results, "server_cores"),
+        "median_wrk_cores": median_of(results, "wrk_cores"),
+        "median_p99_ms": median_of(results, "p99_ms"),
         "non2xx": sum(r["non2xx"] for r in results),
         "server_cpu_ms_by_round": [round(r["server_cpu_ms_per_request"], 3) for r in results],
     } for name, results in runs.items()}
@@ -299,19 +296,28 @@ def preemption(args) -> dict:
     return out
 
 
+def median_of(results: list[dict], pick, digits: int = 3) -> float:
+    """The median over runs of `pick`: a key of each run's dict, or a function of it."""
+    value = (lambda r: r[pick]) if isinstance(pick, str) else pick
+    return round(statistics.median(value(r) for r in results), digits)
+
+
+def wrk_summary(results: list[dict]) -> dict:
+    """One server's wrk runs (run.run_wrk) over interleaved rounds: medians and each round."""
+    return {"median_rps": median_of(results, "rps", 1),
+            "median_server_cpu_ms": median_of(results, "server_cpu_ms_per_request"),
+            "median_p99_ms": median_of(results, "p99_ms", 1),
+            "non2xx": sum(r["non2xx"] for r in results),
+            "rps_by_round": [round(r["rps"], 1) for r in results],
+            "p99_ms_by_round": [round(r["p99_ms"], 1) for r in results]}
+
+
 def overhead(args) -> dict:
     runs = interleaved_rounds(args, {name: OVERHEAD_VARIANTS[name]
                                      for name in args.variants or OVERHEAD_VARIANTS})
     out = {}
     for name, results in runs.items():
-        out[name] = {
-            "median_rps": round(statistics.median(r["rps"] for r in results), 1),
-            "median_server_cpu_ms": round(statistics.median(
-                r["server_cpu_ms_per_request"] for r in results), 3),
-            "median_p99_ms": round(statistics.median(r["p99_ms"] for r in results), 1),
-            "non2xx": sum(r["non2xx"] for r in results),
-            "rps_by_round": [round(r["rps"], 1) for r in results],
-        }
+        out[name] = wrk_summary(results)
         log(f"{name}: {out[name]}")
     return out
 
@@ -437,17 +443,14 @@ def interpreters(args) -> dict:
             log(f"round {round_ + 1}, {name}: {runs[name][-1]['ratio']:.1%} of the limit, "
                 f"{runs[name][-1]['http_cpu_ms_per_request']:.3f} ms server CPU per request")
 
-    def median(results, key, digits=3):
-        return round(statistics.median(r[key] for r in results), digits)
-
     out = {name: {
-        "median_limit_tickets_per_s": median(results, "limit_tickets_per_s", 1),
-        "median_rps": median(results, "http_rps", 1),
-        "median_share_of_inprocess_limit": median(results, "ratio"),
+        "median_limit_tickets_per_s": median_of(results, "limit_tickets_per_s", 1),
+        "median_rps": median_of(results, "http_rps", 1),
+        "median_share_of_inprocess_limit": median_of(results, "ratio"),
         "share_by_round": [round(r["ratio"], 3) for r in results],
-        "median_server_cpu_ms": median(results, "http_cpu_ms_per_request"),
-        "median_inprocess_cpu_ms_per_ticket": median(results, "limit_cpu_ms_per_ticket"),
-        "median_p99_ms": median(results, "http_p99_ms", 1),
+        "median_server_cpu_ms": median_of(results, "http_cpu_ms_per_request"),
+        "median_inprocess_cpu_ms_per_ticket": median_of(results, "limit_cpu_ms_per_ticket"),
+        "median_p99_ms": median_of(results, "http_p99_ms", 1),
         "non2xx": sum(r["non2xx"] for r in results),
     } for name, results in runs.items()}
     for name, figures in out.items():
@@ -873,14 +876,7 @@ def budgets(args) -> dict:
     runs = interleaved_rounds(args, {f"token budget {budget}": {
         "SMART_SUPPORT_MAX_TOKENS": str(budget)} for budget in args.budgets})
     for budget, results in zip(args.budgets, runs.values()):
-        out["budgets"][str(budget)]["http_16_connections"] = {
-            "median_rps": round(statistics.median(r["rps"] for r in results), 1),
-            "median_p99_ms": round(statistics.median(r["p99_ms"] for r in results), 1),
-            "median_server_cpu_ms": round(statistics.median(
-                r["server_cpu_ms_per_request"] for r in results), 3),
-            "non2xx": sum(r["non2xx"] for r in results),
-            "rps_by_round": [round(r["rps"], 1) for r in results],
-            "p99_ms_by_round": [round(r["p99_ms"], 1) for r in results]}
+        out["budgets"][str(budget)]["http_16_connections"] = wrk_summary(results)
         log(f"budget {budget}, HTTP at 16 connections: "
             f"{out['budgets'][str(budget)]['http_16_connections']}")
     return out
