@@ -68,6 +68,10 @@ model: install
 		$(BIN)/smart-support --verbose train --data $(TRAIN_DATA) --out $(MODEL_DIR) \
 			--base-model $(MODEL_DIR)/student-base --teacher $(TEACHER_DIR) $(TRAIN_ARGS) $(STUDENT_ARGS); \
 	fi
+	@if [ ! -f $(MODEL_DIR)/ensemble.json ]; then \
+		echo "fitting the transformer + baseline blend on the validation split ($(MODEL_DIR)/ensemble.json, for SMART_SUPPORT_ENSEMBLE)"; \
+		$(BIN)/smart-support ensemble --model-dir $(MODEL_DIR); \
+	fi
 
 serve: model
 	GLIBC_TUNABLES=$(MALLOC_TUNABLES) HOST=$(HOST) PORT=$(PORT) WORKERS=$(WORKERS) SMART_SUPPORT_MODEL_DIR=$(MODEL_DIR) \

@@ -665,14 +665,16 @@ def models(args) -> dict:
 
 
 def held_out_writer_tickets(artifacts, experiment: str) -> list[dict]:
-    """The model's validation split: the tickets of the writers that training held out
-    (metadata.json), read from its training file."""
-    training = artifacts.metadata["training_data"]
-    field = artifacts.metadata["hyperparameters"].get("validation_group_field")
-    writers = set(training.get("validation_groups") or ())
-    if not field or not writers:
+    """The model's validation split: the tickets of the writers that training held out,
+    rebuilt from its training file as training split it."""
+    from dataclasses import asdict
+
+    from smart_support.training.data import validation_tickets
+
+    if not artifacts.metadata["hyperparameters"].get("validation_group_field"):
         raise SystemExit(f"{experiment}: the model has no held-out-writer validation split")
-    return [r for r in workload.read_tickets(ROOT / training["path"]) if r.get(field) in writers]
+    path = ROOT / artifacts.metadata["training_data"]["path"]
+    return [asdict(t) for t in validation_tickets(artifacts.metadata, path)]
 
 
 def ensemble(args) -> dict:

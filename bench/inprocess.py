@@ -33,9 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from smart_support.config import Settings  # noqa: E402
-from smart_support.inference.artifacts import load_artifacts  # noqa: E402
+from smart_support.inference.artifacts import load_artifacts, load_ensemble  # noqa: E402
+from smart_support.inference.baseline import BaselinePredictor  # noqa: E402
 from smart_support.inference.predictor import (  # noqa: E402
-    Predictor, Ticket, length_sorted_batches, ticket_text,
+    Predictor, Ticket, blend_of, length_sorted_batches, ticket_text,
 )
 
 import sysinfo  # noqa: E402  (bench/ is on sys.path: this script's own directory)
@@ -47,9 +48,13 @@ def log(message: str) -> None:
 
 
 def load_predictor(args, batch_size: int) -> Predictor:
-    """Artifacts loaded afresh (int8 mutates a torch model), threads fixed before the first op."""
-    predictor = Predictor(load_artifacts(args.model_dir, args.runtime), args.max_tokens,
-                          batch_size, args.quantize, args.threads)
+    """Artifacts loaded afresh (int8 mutates a torch model), threads fixed before the first op.
+    With SMART_SUPPORT_ENSEMBLE on, as the server then runs it: blended with the baseline."""
+    artifacts = load_artifacts(args.model_dir, args.runtime)
+    blend = (blend_of(load_ensemble(artifacts), BaselinePredictor(artifacts.baseline))
+             if Settings.from_env().ensemble else None)
+    predictor = Predictor(artifacts, args.max_tokens, batch_size, args.quantize, args.threads,
+                          blend)
     predictor.warm_up()
     return predictor
 

@@ -126,6 +126,34 @@ def _with_feedback(data: Path, group_field: str | None) -> tuple[Path, int]:
 
 
 @main.command()
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Model directory [default: SMART_SUPPORT_MODEL_DIR or models].")
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The model's training file [default: the path recorded in metadata.json]; "
+                   "only its validation split is read.")
+def ensemble(model_dir, data) -> None:
+    """Fit the transformer + baseline blend on the model's validation split (ensemble.json),
+    for SMART_SUPPORT_ENSEMBLE."""
+    from smart_support.config import ConfigError, Settings
+    from smart_support.inference.artifacts import ArtifactError
+    from smart_support.training.data import DataError
+    from smart_support.training.ensemble import fit_ensemble
+
+    try:
+        settings = Settings.from_env(**({"model_dir": model_dir} if model_dir else {}))
+        fitted = fit_ensemble(settings, data)
+    except (ArtifactError, DataError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    scores, review = fitted["validation"]["macro_f1"], fitted["review"]
+    click.echo(f"wrote ensemble.json for {fitted['model_version']}: baseline weight "
+               f"{fitted['baseline_weight']}; validation ({fitted['validation']['tickets']} "
+               f"tickets) macro-F1 transformer {scores['transformer']:.4f}, baseline "
+               f"{scores['baseline']:.4f}, blend {scores['ensemble']:.4f}; temperature "
+               f"{fitted['calibration']['temperature']}; needs review below "
+               f"{review['threshold']} ({review['review_share']:.1%} of validation tickets)")
+
+
+@main.command()
 @click.option("--days", type=click.IntRange(1, 3650), default=14, show_default=True)
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Model whose training data is the reference [default: SMART_SUPPORT_MODEL_DIR].")
@@ -135,12 +163,18 @@ def _with_feedback(data: Path, group_field: str | None) -> tuple[Path, int]:
               help="Write a PNG plot here.")
 def drift(days, model_dir, out, plot) -> None:
     """Report how live traffic moved from the training data: category mix, confidence, review."""
-    from smart_support.inference.artifacts import METADATA_FILE, ArtifactError, read_json
+    from smart_support.inference.artifacts import (
+        ENSEMBLE_FILE, METADATA_FILE, ArtifactError, decision_metadata, read_json,
+    )
     from smart_support.training.drift import drift_plot, drift_report, render_drift
 
     settings, storage = _storage()
+    folder = Path(model_dir or settings.model_dir)
     try:
-        metadata = read_json(Path(model_dir or settings.model_dir) / METADATA_FILE)
+        metadata = read_json(folder / METADATA_FILE)
+        # with the ensemble served, live confidence is the blend's: compare it with the blend's
+        ensemble = read_json(folder / ENSEMBLE_FILE) if settings.ensemble else None
+        metadata = decision_metadata(metadata, ensemble)
     except ArtifactError as exc:
         raise click.ClickException(str(exc)) from None
     report = drift_report(storage.prediction_rows(days), metadata, days)
@@ -194,11 +228,14 @@ def evaluate(data, model_dir, out, alert_threshold, plot) -> None:
               help="Its runtime [default: the same as the model's].")
 @click.option("--against-quantize", type=click.Choice(["none", "int8"]), default=None,
               help="Its quantization [default: the same as the model's].")
+@click.option("--against-ensemble", is_flag=True,
+              help="Blend the other model with its baseline too [default: never; the model "
+                   "blends when SMART_SUPPORT_ENSEMBLE is on].")
 @click.option("--resamples", type=click.IntRange(100, 100_000), default=2000, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the JSON report here.")
-def compare(data, model_dir, against_dir, against_runtime, against_quantize, resamples,
-            out) -> None:
+def compare(data, model_dir, against_dir, against_runtime, against_quantize, against_ensemble,
+            resamples, out) -> None:
     """Macro-F1 of two models on the same tickets, with a paired-bootstrap interval of the
     difference."""
     from smart_support.config import ConfigError, Settings
@@ -210,7 +247,7 @@ def compare(data, model_dir, against_dir, against_runtime, against_quantize, res
         settings = Settings.from_env(**({"model_dir": model_dir} if model_dir else {}))
         against = Settings.from_env(
             model_dir=against_dir, runtime=against_runtime or settings.runtime,
-            quantize=against_quantize or settings.quantize)
+            quantize=against_quantize or settings.quantize, ensemble=against_ensemble)
         report = run_comparison(list(data), settings, against, resamples)
     except (ArtifactError, DataError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None

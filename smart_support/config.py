@@ -43,6 +43,7 @@ class Settings:
     torch_threads: int = 1
     quantize: str = "int8"
     runtime: str = "onnx"
+    ensemble: bool = False
     override_enabled: bool = True
     override_category: str = "Billing"
     override_max_confidence: float | None = None

@@ -29,6 +29,7 @@ def ready():
                 "runtime": {"name": service.settings.runtime,
                             "quantize": service.settings.quantize,
                             "threads": service.settings.torch_threads},
+                "answered_by": service.answered_by,
                 "degraded": service.degraded,
                 "breaker": service.breaker.snapshot(), "alerts": _alerts_state(),
                 "desk": _desk_state()}

@@ -117,8 +117,9 @@ class ClassificationSchema(Schema):
                                                       "category and the words that matched."})
     model_version = fields.String(required=True)
     model = fields.String(required=True, metadata={
-        "description": "Which model answered: transformer, or baseline while the circuit "
-                       "breaker is open."})
+        "description": "Which model answered: transformer; ensemble (transformer and baseline "
+                       "blended, SMART_SUPPORT_ENSEMBLE); or baseline while the circuit breaker "
+                       "is open."})
     degraded = fields.Boolean(required=True, metadata={
         "description": "True when the fallback baseline answered instead of the transformer."})
     needs_review = fields.Boolean(required=True, metadata={
@@ -148,6 +149,9 @@ class ReadySchema(Schema):
     labels = fields.List(fields.String())
     runtime = fields.Dict(metadata={"description": "Where the model runs: name (onnx or torch), "
                                                    "quantize (int8 or none), threads per call."})
+    answered_by = fields.String(metadata={
+        "description": "What answers while the breaker is closed: transformer, or ensemble "
+                       "(SMART_SUPPORT_ENSEMBLE: transformer and baseline blended)."})
     degraded = fields.Boolean(metadata={"description": "The breaker is open: the baseline answers."})
     breaker = fields.Dict(metadata={"description": "Circuit-breaker state of the worker that answered."})
     alerts = fields.Dict(allow_none=True, metadata={

@@ -7,6 +7,8 @@ Layout (written by `smart-support train`):
     baseline.pkl        TF-IDF + logistic regression / ridge, trained on the same data
     metadata.json       version, base model, training-data digest, file digests, metrics
     onnx/               the encoders exported for ONNX Runtime (inference/runtime.py)
+    ensemble.json       the transformer + baseline blend fitted on the validation split
+                        (`smart-support ensemble`); read only with SMART_SUPPORT_ENSEMBLE on
 
 Pickle runs code when loaded, so a .pkl file is only unpickled from the configured directory
 and only after its SHA-256 matches the digest that training recorded in metadata.json.
@@ -25,6 +27,7 @@ CLASSIFIER_DIR = "classifier"
 LABEL_ENCODER_FILE = "label_encoder.pkl"
 URGENCY_FILE = "urgency.json"
 BASELINE_FILE = "baseline.pkl"
+ENSEMBLE_FILE = "ensemble.json"
 DIGESTED_FILES = (LABEL_ENCODER_FILE, URGENCY_FILE, BASELINE_FILE)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -192,3 +195,46 @@ def _load_checkpoint(classifier_dir: Path):
         raise ArtifactError(classifier_dir, f"weights unreadable ({exc})") from None
     model.eval()
     return tokenizer, model
+
+
+def load_ensemble(artifacts: Artifacts) -> dict:
+    """ensemble.json, checked against the model it must have been fitted for."""
+    path = artifacts.model_dir / ENSEMBLE_FILE
+    if not path.is_file():
+        raise ArtifactError(path, "missing; fit it with `smart-support ensemble --model-dir "
+                                  f"{artifacts.model_dir.name}` (`make model` does)")
+    ensemble = read_json(path)
+    if ensemble.get("model_version") != artifacts.version:
+        raise ArtifactError(path, f"fitted for model {ensemble.get('model_version')!r}, this "
+                                  f"directory holds {artifacts.version!r}; fit it again")
+    if ensemble.get("labels") != artifacts.labels:
+        raise ArtifactError(path, f"labels {ensemble.get('labels')} disagree with the "
+                                  f"classifier's {artifacts.labels}")
+    weight = ensemble.get("baseline_weight")
+    temperature = (ensemble.get("calibration") or {}).get("temperature")
+    threshold = (ensemble.get("review") or {}).get("threshold")
+    sweep = (ensemble.get("validation") or {}).get("billing_rule_by_max_confidence")
+    if not _number_in(weight, 0.0, 1.0) or not _number_in(threshold, 0.0, 1.0) \
+            or not _number_in(temperature, 1e-3, 1e3) or not isinstance(sweep, dict) or not sweep:
+        raise ArtifactError(path, "needs baseline_weight and review.threshold in [0, 1], "
+                                  "calibration.temperature > 0 and "
+                                  "validation.billing_rule_by_max_confidence; fit it again")
+    return ensemble
+
+
+def _number_in(value, low: float, high: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and low <= value <= high
+
+
+def decision_metadata(metadata: dict, ensemble: dict | None) -> dict:
+    """The model's metadata as the service's decisions read it: with an ensemble, its
+    calibration, needs-review threshold and billing-rule sweep, all fitted on the blend,
+    replace the transformer's own."""
+    if ensemble is None:
+        return metadata
+    validation = {**(metadata.get("validation") or {}), **ensemble["validation"]}
+    return {**metadata, "calibration": ensemble["calibration"], "review": ensemble["review"],
+            "validation": validation,
+            "ensemble": {"baseline_weight": ensemble["baseline_weight"],
+                         "fitted_with": ensemble.get("fitted_with")}}

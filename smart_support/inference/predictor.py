@@ -6,7 +6,8 @@ forward:    one encoder pass per batch, tickets sorted by length so padding stay
             same pass gives the class logits and the hidden states the urgency ridge reads.
             The pass runs in ONNX Runtime or torch (inference/runtime.py); this module needs
             neither, so a server on ONNX Runtime never imports torch.
-postprocess: softmax, labels from the model config, urgency clipped into [0, 1].
+postprocess: softmax, labels from the model config, urgency clipped into [0, 1]; with a Blend
+            (SMART_SUPPORT_ENSEMBLE), the class probabilities mixed with the TF-IDF baseline's.
 """
 from __future__ import annotations
 
@@ -173,13 +174,52 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log p / T): probabilities made less (T > 1) or more (T < 1) confident."""
+    return softmax(np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)) / temperature)
+
+
+def blend_probabilities(transformer: np.ndarray, baseline: np.ndarray, weight: float,
+                        temperature: float = 1.0) -> np.ndarray:
+    """(1 - weight) x the transformer's probabilities + weight x the baseline's, tempered."""
+    mixed = (1.0 - weight) * np.asarray(transformer) + weight * np.asarray(baseline)
+    return mixed if temperature == 1.0 else temper(mixed, temperature)
+
+
+@dataclass(frozen=True)
+class Blend:
+    """The transformer and the TF-IDF baseline answering together: the two models err on
+    different tickets, and averaging them beat both on every held-out file (README, "Model
+    and accuracy"). `weight`, `temperature` and the decisions built on the mix are fitted on
+    the model's validation split (ensemble.json, `smart-support ensemble`). Urgency stays the
+    transformer's, which ranks it better than the baseline on every file."""
+
+    baseline: object  # a BaselinePredictor: its predict_texts gives probabilities in label order
+    weight: float
+    temperature: float = 1.0
+
+    def __call__(self, transformer: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        baseline, _ = self.baseline.predict_texts(texts)
+        return blend_probabilities(transformer, baseline, self.weight,
+                                   self.temperature).astype(np.float32)
+
+
+def blend_of(ensemble: dict | None, baseline) -> Blend | None:
+    """The Predictor's blend for a loaded ensemble.json (artifacts.load_ensemble), or None."""
+    if ensemble is None:
+        return None
+    return Blend(baseline, float(ensemble["baseline_weight"]),
+                 float(ensemble["calibration"]["temperature"]))
+
+
 class Predictor:
     """Runs the classifier and the urgency ridge over tickets; created once per process.
 
-    `threads`: intra-op threads of the encoder (None: the runtime's default, all cores)."""
+    `threads`: intra-op threads of the encoder (None: the runtime's default, all cores).
+    `blend`: mix the class probabilities with the baseline's (None: the transformer alone)."""
 
     def __init__(self, artifacts, max_tokens: int, batch_size: int, quantize: str = "none",
-                 threads: int | None = None):
+                 threads: int | None = None, blend: Blend | None = None):
         from smart_support.inference.runtime import classifier_encoder
 
         self.labels = list(artifacts.labels)
@@ -191,6 +231,7 @@ class Predictor:
         self.urgency_coef = np.asarray(urgency["coef"], dtype=np.float32)
         self.urgency_intercept = float(urgency["intercept"])
         self.temperature = float(artifacts.metadata.get("calibration", {}).get("temperature", 1.0))
+        self.blend = blend
 
     def _forward(self, sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated class probabilities and raw urgency per token sequence, in input order."""
@@ -207,12 +248,18 @@ class Predictor:
         """Predictions in input order, plus seconds spent in each stage."""
         timings = {}
         started = time.perf_counter()
-        sequences = self.budget.encode([ticket_text(t.subject, t.description) for t in tickets])
+        texts = [ticket_text(t.subject, t.description) for t in tickets]
+        sequences = self.budget.encode(texts)
         timings["preprocess"] = time.perf_counter() - started
 
         started = time.perf_counter()
         probs, urgency = self._forward(sequences)
         timings["forward"] = time.perf_counter() - started
+
+        if self.blend is not None:
+            started = time.perf_counter()
+            probs = self.blend(probs, texts)
+            timings["blend"] = time.perf_counter() - started
 
         started = time.perf_counter()
         results = [

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Sequence
 
 from smart_support.config import Settings, override_rule
-from smart_support.inference.artifacts import ArtifactError, load_artifacts
+from smart_support.inference.artifacts import (
+    ArtifactError, decision_metadata, load_artifacts, load_ensemble,
+)
 from smart_support.inference.baseline import BaselinePredictor
 from smart_support.inference.breaker import OPEN, CircuitBreaker
-from smart_support.inference.predictor import Predictor, Ticket, ticket_text
+from smart_support.inference.predictor import Predictor, Ticket, blend_of, ticket_text
 from smart_support.routing import route_many
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ class TriageService:
         self.artifacts = None
         self.predictor: Predictor | None = None
         self.fallback: BaselinePredictor | None = None
+        self.decisions: dict = {}  # the metadata that thresholds and the rule are read from
+        self.answered_by = "transformer"  # or "ensemble" (SMART_SUPPORT_ENSEMBLE)
         self.batcher = None  # a MicroBatcher when SMART_SUPPORT_MICRO_BATCHING is on
         self.not_ready: NotReady | None = NotReady("model not loaded yet")
         self.breaker = CircuitBreaker(settings.breaker_failure_threshold,
@@ -70,11 +74,12 @@ class TriageService:
         started = time.perf_counter()
         try:
             artifacts = load_artifacts(self.settings.model_dir, self.settings.runtime)
+            ensemble = load_ensemble(artifacts) if self.settings.ensemble else None
+            fallback = BaselinePredictor(artifacts.baseline)
             predictor = Predictor(artifacts, self.settings.max_tokens,
                                   self.settings.inference_batch_size, self.settings.quantize,
-                                  self.settings.torch_threads)
+                                  self.settings.torch_threads, blend_of(ensemble, fallback))
             predictor.warm_up()
-            fallback = BaselinePredictor(artifacts.baseline)
         except ArtifactError as exc:
             # Clients see the file relative to the model directory, never the server's paths.
             shown = _relative_to(exc.path, self.settings.model_dir)
@@ -84,8 +89,10 @@ class TriageService:
         if self.rule.enabled and self.rule.target_category not in artifacts.labels:
             log.warning("override category %r is not among the model's labels %s; "
                         "the billing rule is off", self.rule.target_category, artifacts.labels)
-        self.rule = override_rule(self.settings, artifacts.metadata)
+        self.decisions = decision_metadata(artifacts.metadata, ensemble)
+        self.rule = override_rule(self.settings, self.decisions)
         self.artifacts, self.predictor, self.fallback = artifacts, predictor, fallback
+        self.answered_by = "ensemble" if ensemble else "transformer"
         if self.settings.micro_batching:
             from smart_support.inference.batcher import MicroBatcher
             from smart_support.metrics import MICRO_BATCH
@@ -93,9 +100,11 @@ class TriageService:
             self.batcher = MicroBatcher(self._predict_watched, self.settings.inference_batch_size,
                                         on_batch=MICRO_BATCH.observe)
         self.not_ready = None
-        log.info("model %s loaded from %s in %.2f s (%s runtime, %s)", artifacts.version,
+        log.info("model %s loaded from %s in %.2f s (%s runtime, %s%s)", artifacts.version,
                  artifacts.model_dir, time.perf_counter() - started, self.settings.runtime,
-                 self.settings.quantize)
+                 self.settings.quantize,
+                 f", blended with the baseline at {ensemble['baseline_weight']}" if ensemble
+                 else "")
 
     def refuse(self, reason: str, path: str | None = None) -> None:
         """Another artifact the service depends on is missing or broken: not ready."""
@@ -113,10 +122,10 @@ class TriageService:
     @property
     def review_threshold(self) -> float:
         """Below this confidence a ticket needs a person: the setting, else the threshold the
-        training run chose on validation data, else 0 (never)."""
+        training run (or the ensemble's fit) chose on validation data, else 0 (never)."""
         if self.settings.review_threshold is not None:
             return self.settings.review_threshold
-        review = (self.artifacts.metadata.get("review") or {}) if self.artifacts else {}
+        review = self.decisions.get("review") or {}
         return float(review.get("threshold", 0.0))
 
     @property
@@ -130,7 +139,7 @@ class TriageService:
             raise self.not_ready
         predictions, timings, model = (self.batcher.submit(tickets) if self.batcher
                                        else self._predict_watched(tickets))
-        degraded = model != "transformer"
+        degraded = model == "baseline"
         started = time.perf_counter()
         texts = [ticket_text(t.subject, t.description) for t in tickets]
         decisions = route_many(texts, [p.scores for p in predictions], self.rule)
@@ -145,9 +154,10 @@ class TriageService:
 
     def explain(self, ticket: Ticket, result: TriageResult) -> dict:
         """Why `result`: the words that pushed the model's category most, and the rule."""
+        # With the ensemble the words are the transformer's share of the answer.
         words = (self.predictor.explain(ticket, result.model_category)
-                 if result.model == "transformer" else [])
-        return {"method": "occlusion" if result.model == "transformer" else "unavailable",
+                 if result.model != "baseline" else [])
+        return {"method": "occlusion" if result.model != "baseline" else "unavailable",
                 "model_category": result.model_category, "words": words,
                 "rule": result.override}
 
@@ -162,7 +172,7 @@ class TriageService:
                 log.exception("transformer failed; answering with the baseline")
             else:
                 self.breaker.record(time.perf_counter() - started, None, units)
-                return predictions, timings, "transformer"
+                return predictions, timings, self.answered_by
         predictions, timings = self.fallback.predict(tickets)
         return predictions, timings, "baseline"
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 REQUIRED = ("description", "category", "urgency")
 
@@ -76,3 +79,62 @@ def load_tickets(path: Path | str, group_field: str | None = None) -> list[Label
     if not tickets:
         raise DataError(f"{path}: no tickets")
     return tickets
+
+
+def validation_split(tickets, targets, data: Path | str, group_field: str | None,
+                     fraction: float, seed: int):
+    """Stratified random split, or, with `group_field`, whole groups (e.g. every ticket of
+    one author) held out: a validation set written by someone the model never read
+    measures what tickets by outside authors will see, and calibration and the review
+    threshold are fitted on it. Returns (train indices, validation indices)."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(tickets))
+    if not group_field:
+        n_val = max(len(set(targets.tolist())), int(round(len(tickets) * fraction)))
+        return train_test_split(indices, test_size=n_val, stratify=targets, random_state=seed)
+    groups = sorted({t.group for t in tickets})
+    if len(groups) < 2:
+        raise DataError(f"{data}: --validation-group-field {group_field}"
+                        f" needs at least two groups, found {groups}")
+    order = np.random.default_rng(seed).permutation(groups)
+    target = fraction * len(tickets)
+    held, size = [], 0
+    for group in order:
+        group_size = sum(t.group == group for t in tickets)
+        if held and size + group_size > 1.25 * target:
+            break
+        held.append(str(group))
+        size += group_size
+    in_val = np.array([t.group in held for t in tickets])
+    if len(set(targets[in_val].tolist())) < len(set(targets.tolist())):
+        raise DataError(f"{data}: the held-out groups {held} lack a category")
+    log.info("validation: groups %s held out (%d tickets)", held, int(in_val.sum()))
+    return indices[~in_val], indices[in_val]
+
+
+def validation_tickets(metadata: dict, data: Path | str | None = None) -> list[LabelledTicket]:
+    """A trained model's validation split, rebuilt from its training file (`data`, else the
+    path recorded at training) with the settings it was split with; refuses any file other
+    than the one the model was trained on."""
+    import numpy as np
+
+    training = metadata.get("training_data") or {}
+    path = Path(data or training.get("path") or "")
+    if not path.is_file():
+        raise DataError(f"{path}: the model's training file is not there; pass its path")
+    if file_sha256(path) != training.get("sha256"):
+        raise DataError(f"{path} is not the file this model was trained on (its SHA-256 "
+                        "differs from metadata.json's)")
+    recorded = metadata.get("hyperparameters") or {}
+    group_field = recorded.get("validation_group_field")
+    tickets = load_tickets(path, group_field)
+    labels = list(metadata["labels"])
+    targets = np.array([labels.index(t.category) for t in tickets])
+    _, val_idx = validation_split(tickets, targets, path, group_field,
+                                  recorded["validation_fraction"], recorded["seed"])
+    if len(val_idx) != training.get("validation_tickets", len(val_idx)):
+        raise DataError(f"{path}: rebuilt {len(val_idx)} validation tickets, the model "
+                        f"recorded {training.get('validation_tickets')}")
+    return [tickets[i] for i in val_idx]

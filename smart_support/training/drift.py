@@ -33,7 +33,7 @@ def _summary(rows: list[dict], reference: dict) -> dict:
         "confidence_distance": (total_variation(histogram, reference["confidence_histogram"])
                                 if reference["confidence_histogram"] else None),
         "review_share": round(float(np.mean([bool(r["needs_review"]) for r in rows])), 4),
-        "degraded_share": round(float(np.mean([r["model"] != "transformer" for r in rows])), 4),
+        "degraded_share": round(float(np.mean([r["model"] == "baseline" for r in rows])), 4),
     }
     return summary
 

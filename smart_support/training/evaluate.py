@@ -6,9 +6,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from smart_support.config import Settings, override_rule
-from smart_support.inference.artifacts import load_artifacts
+from smart_support.inference.artifacts import decision_metadata, load_artifacts, load_ensemble
 from smart_support.inference.baseline import BaselinePredictor
-from smart_support.inference.predictor import Predictor, Ticket, ticket_text
+from smart_support.inference.predictor import Predictor, Ticket, blend_of, ticket_text
 from smart_support.routing import route_many
 from smart_support.training.data import DataError, file_sha256, load_tickets
 from smart_support.training.metrics import (
@@ -27,18 +27,19 @@ def override_effect(truth, model_only, final) -> dict:
     }
 
 
-def calibration_report(predictions, truth, artifacts, settings: Settings) -> dict:
-    """ECE before and after the stored temperature, and what the needs-review threshold does."""
+def calibration_report(predictions, truth, labels, decisions: dict, settings: Settings) -> dict:
+    """ECE before and after the stored temperature, and what the needs-review threshold does.
+    `decisions`: the metadata the service decides from (the ensemble's when it blends)."""
     import numpy as np
 
-    labels = list(artifacts.labels)
+    labels = list(labels)
     known = [i for i, t in enumerate(truth) if t in labels]
     calibrated = np.array([[predictions[i].scores[l] for l in labels] for i in known])
     truth_idx = np.array([labels.index(truth[i]) for i in known])
-    temperature = float(artifacts.metadata.get("calibration", {}).get("temperature", 1.0))
+    temperature = float(decisions.get("calibration", {}).get("temperature", 1.0))
     raw = apply_temperature(calibrated, 1.0 / temperature)  # undo: p_raw ~ p_cal ** T
     threshold = (settings.review_threshold if settings.review_threshold is not None
-                 else float((artifacts.metadata.get("review") or {}).get("threshold", 0.0)))
+                 else float((decisions.get("review") or {}).get("threshold", 0.0)))
     confidence = calibrated.max(1)
     routed = confidence >= threshold
     correct = calibrated.argmax(1) == truth_idx
@@ -90,15 +91,19 @@ def refuse_training_file(data: Path | str, digest: str, artifacts) -> None:
 
 def served_answers(tickets, artifacts, settings: Settings):
     """What the service answers for each ticket: predictions, the guarded rule's decisions,
-    the rule itself, and the seconds prediction took."""
+    the rule itself, the seconds prediction took, and the metadata its decisions read."""
     texts = [ticket_text(t.subject, t.description) for t in tickets]
+    ensemble = load_ensemble(artifacts) if settings.ensemble else None
     predictor = Predictor(artifacts, settings.max_tokens, settings.inference_batch_size,
-                          settings.quantize)
+                          settings.quantize,
+                          blend=blend_of(ensemble, BaselinePredictor(artifacts.baseline)))
     started = time.perf_counter()
     predictions, _ = predictor.predict([Ticket(t.subject, t.description) for t in tickets])
     seconds = time.perf_counter() - started
-    rule = override_rule(settings, artifacts.metadata)
-    return predictions, route_many(texts, [p.scores for p in predictions], rule), rule, seconds
+    decisions = decision_metadata(artifacts.metadata, ensemble)
+    rule = override_rule(settings, decisions)
+    return (predictions, route_many(texts, [p.scores for p in predictions], rule), rule, seconds,
+            decisions)
 
 
 def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8) -> dict:
@@ -112,7 +117,7 @@ def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8)
     true_urgency = [t.urgency for t in tickets]
     texts = [ticket_text(t.subject, t.description) for t in tickets]
 
-    predictions, guarded, rule, seconds = served_answers(tickets, artifacts, settings)
+    predictions, guarded, rule, seconds, decisions = served_answers(tickets, artifacts, settings)
     scores = [p.scores for p in predictions]
     unguarded = route_many(texts, scores, replace(rule, max_confidence=float("inf")))
     model_only = [d.model_category for d in guarded]
@@ -122,11 +127,12 @@ def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8)
     baseline = BaselinePredictor(artifacts.baseline)
     base_probs, base_urgency = baseline.predict_texts(texts)
     base_categories = [baseline.labels[i] for i in base_probs.argmax(1)]
-    calibration = calibration_report(predictions, truth, artifacts, settings)
+    calibration = calibration_report(predictions, truth, artifacts.labels, decisions, settings)
     return {
         "data": {"path": str(data), "sha256": digest, "tickets": len(tickets)},
         "model": {"version": artifacts.version, "runtime": settings.runtime,
                   "quantize": settings.quantize,
+                  "ensemble": decisions.get("ensemble"),
                   "base_model": artifacts.metadata.get("base_model"),
                   "model_dir": str(artifacts.model_dir)},
         "transformer": {
@@ -170,10 +176,10 @@ def compare(files: list[Path | str], settings: Settings, against: Settings,
         described.append({"path": str(path), "sha256": digest, "tickets": len(rows)})
     sides = {}
     for name, side, artifacts in zip(("model", "against"), (settings, against), loaded):
-        _, decisions, _, _ = served_answers(tickets, artifacts, side)
+        _, decisions, _, _, _ = served_answers(tickets, artifacts, side)
         sides[name] = {"version": artifacts.version, "model_dir": str(artifacts.model_dir),
                        "runtime": side.runtime, "quantize": side.quantize,
-                       "categories": [d.category for d in decisions]}
+                       "ensemble": side.ensemble, "categories": [d.category for d in decisions]}
     paired = paired_bootstrap([t.category for t in tickets], sides["model"].pop("categories"),
                               sides["against"].pop("categories"), resamples, seed)
     sides["model"]["macro_f1"] = paired.pop("macro_f1")
@@ -186,9 +192,11 @@ def render_comparison(report: dict) -> str:
     return "\n".join([
         f"{' + '.join(f['path'] for f in report['data']['files'])}: "
         f"{report['data']['tickets']} tickets",
-        f"  model   {ours['version']} ({ours['runtime']}, {ours['quantize']}): "
+        f"  model   {ours['version']} ({ours['runtime']}, {ours['quantize']}"
+        f"{', blended with its baseline' if ours.get('ensemble') else ''}): "
         f"macro-F1 {ours['macro_f1']:.4f}",
-        f"  against {theirs['version']} ({theirs['runtime']}, {theirs['quantize']}): "
+        f"  against {theirs['version']} ({theirs['runtime']}, {theirs['quantize']}"
+        f"{', blended with its baseline' if theirs.get('ensemble') else ''}): "
         f"macro-F1 {theirs['macro_f1']:.4f}",
         f"  difference {report['difference']:+.4f}, 95% paired-bootstrap interval "
         f"[{boot['ci95'][0]:+.4f}, {boot['ci95'][1]:+.4f}] over {boot['resamples']} resamples",
@@ -198,12 +206,16 @@ def render_comparison(report: dict) -> str:
     ])
 
 
+def _blended(ensemble: dict | None) -> str:
+    return f", blended with the baseline at {ensemble['baseline_weight']}" if ensemble else ""
+
+
 def render_report(report: dict) -> str:
     t, b, rule = report["transformer"], report["baseline"], report["billing_rule"]
     lines = [
         f"{report['data']['path']}: {report['data']['tickets']} tickets, "
         f"model {report['model']['version']} ({report['model']['runtime']} runtime, "
-        f"{report['model']['quantize']})",
+        f"{report['model']['quantize']}{_blended(report['model'].get('ensemble'))})",
         f"{'':28}{'transformer':>12}{'baseline':>10}",
         f"{'macro-F1 (with rule)':28}{t['macro_f1']:>12.4f}{b['macro_f1']:>10.4f}",
         f"{'macro-F1 (model only)':28}{t['model_only']['macro_f1']:>12.4f}",

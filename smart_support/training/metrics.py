@@ -122,9 +122,9 @@ def fit_temperature(probs: np.ndarray, truth_idx: Sequence[int]) -> float:
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    from scipy.special import softmax
+    from smart_support.inference.predictor import temper
 
-    return softmax(np.log(np.clip(probs, 1e-12, 1.0)) / temperature, axis=1)
+    return temper(probs, temperature)
 
 
 def review_threshold(confidence: Sequence[float], correct: Sequence[bool],

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.linear_model import RidgeCV
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from tqdm.auto import tqdm
 
@@ -34,7 +33,9 @@ from smart_support.inference.predictor import TokenBudget, length_sorted_batches
 from smart_support.inference.runtime import ONNX_DIR
 from smart_support.inference.torch_encoder import encoder_outputs, mean_pool, tensors
 from smart_support.training.baseline import fit_baseline
-from smart_support.training.data import DataError, file_sha256, load_tickets
+from smart_support.training.data import (
+    DataError, file_sha256, load_tickets, validation_split,
+)
 from smart_support.training.metrics import (
     apply_temperature, category_metrics, confidence_histogram, fit_temperature, reliability,
     review_threshold, urgency_metrics,
@@ -164,36 +165,6 @@ def rule_sweep(texts, probs, labels, truth) -> dict:
     return sweep
 
 
-def validation_split(tickets, targets, config: TrainConfig):
-    """Stratified random split, or, with `validation_group_field`, whole groups (e.g. every
-    ticket of one author) held out: a validation set written by someone the model never read
-    measures what tickets by outside authors will see, and calibration and the review
-    threshold are fitted on it."""
-    indices = np.arange(len(tickets))
-    if not config.validation_group_field:
-        n_val = max(len(set(targets.tolist())), int(round(len(tickets) * config.validation_fraction)))
-        return train_test_split(indices, test_size=n_val, stratify=targets,
-                                random_state=config.seed)
-    groups = sorted({t.group for t in tickets})
-    if len(groups) < 2:
-        raise DataError(f"{config.data}: --validation-group-field {config.validation_group_field}"
-                        f" needs at least two groups, found {groups}")
-    order = np.random.default_rng(config.seed).permutation(groups)
-    target = config.validation_fraction * len(tickets)
-    held, size = [], 0
-    for group in order:
-        group_size = sum(t.group == group for t in tickets)
-        if held and size + group_size > 1.25 * target:
-            break
-        held.append(str(group))
-        size += group_size
-    in_val = np.array([t.group in held for t in tickets])
-    if len(set(targets[in_val].tolist())) < len(set(targets.tolist())):
-        raise DataError(f"{config.data}: the held-out groups {held} lack a category")
-    log.info("validation: groups %s held out (%d tickets)", held, int(in_val.sum()))
-    return indices[~in_val], indices[in_val]
-
-
 def train(config: TrainConfig) -> dict:
     """Train every artifact into `config.out` (replaced atomically) and return the metadata."""
     started = time.time()
@@ -209,7 +180,9 @@ def train(config: TrainConfig) -> dict:
     texts = [ticket_text(t.subject, t.description) for t in tickets]
     targets = np.array([labels.index(t.category) for t in tickets])
     urgency = np.array([t.urgency for t in tickets], dtype=np.float32)
-    train_idx, val_idx = validation_split(tickets, targets, config)
+    train_idx, val_idx = validation_split(
+        tickets, targets, config.data, config.validation_group_field,
+        config.validation_fraction, config.seed)
 
     base = Path(config.base_model) if config.base_model else default_base_model()
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -397,6 +370,7 @@ def _write_model_dir(out: Path, model, tokenizer, labels, ridge, layer, baseline
         # metadata.json goes first and comes back last: a directory caught half-way through
         # has none, so the service reports it not ready instead of mixing two trainings.
         (out / art.METADATA_FILE).unlink(missing_ok=True)
+        (out / art.ENSEMBLE_FILE).unlink(missing_ok=True)  # fitted on the model replaced here
         for name in (art.CLASSIFIER_DIR, ONNX_DIR, *art.DIGESTED_FILES):
             target = out / name
             if target.is_dir():
