@@ -19,6 +19,7 @@ TRAIN_DATA ?= data/train.jsonl
 TRAIN_ARGS ?= --validation-group-field source
 TEST_DATA ?= data/test.jsonl
 EXTRA_TEST_DATA ?= data/test-b.jsonl data/test-c.jsonl data/test-d.jsonl
+HELD_OUT_DATA = $(foreach f,$(TEST_DATA) $(EXTRA_TEST_DATA),--data $(f))
 DEV_DATA ?= ../shared/eval/dev_tickets.jsonl
 # glibc >= 2.35: large malloc'd blocks (ONNX Runtime's weights and buffers) on transparent huge
 # pages, fewer TLB misses: about 3% less CPU per request (README, "Performance"). Read when a
@@ -28,7 +29,7 @@ MALLOC_TUNABLES ?= glibc.malloc.hugetlb=1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install model serve test evaluate clean-model
+.PHONY: install model serve test evaluate evaluate-ensemble clean-model
 
 install: $(VENV)/.installed
 
@@ -118,9 +119,33 @@ evaluate: model
 		fi; \
 	done
 	@if [ -f $(TEACHER_DIR)/metadata.json ]; then \
-		$(BIN)/smart-support compare $(foreach f,$(TEST_DATA) $(EXTRA_TEST_DATA),--data $(f)) \
+		$(BIN)/smart-support compare $(HELD_OUT_DATA) \
 			--model-dir $(MODEL_DIR) --against $(TEACHER_DIR) --against-runtime torch \
 			--out reports/against-v1-held-out.json; \
+	fi
+	$(MAKE) --no-print-directory evaluate-ensemble
+
+# SMART_SUPPORT_ENSEMBLE: the blend on our test file and the outside author's, then against
+# the same model alone and against v1, ticket by ticket, on our held-out files pooled and on
+# the outside author's.
+evaluate-ensemble: model
+	SMART_SUPPORT_ENSEMBLE=true $(BIN)/smart-support evaluate --data $(TEST_DATA) \
+		--model-dir $(MODEL_DIR) --out reports/ensemble-test.json
+	SMART_SUPPORT_ENSEMBLE=true $(BIN)/smart-support compare $(HELD_OUT_DATA) \
+		--model-dir $(MODEL_DIR) --against $(MODEL_DIR) --out reports/ensemble-against-alone-held-out.json
+	@if [ -f $(DEV_DATA) ]; then \
+		SMART_SUPPORT_ENSEMBLE=true $(BIN)/smart-support evaluate --data $(DEV_DATA) \
+			--model-dir $(MODEL_DIR) --out reports/ensemble-dev.json; \
+		SMART_SUPPORT_ENSEMBLE=true $(BIN)/smart-support compare --data $(DEV_DATA) \
+			--model-dir $(MODEL_DIR) --against $(MODEL_DIR) --out reports/ensemble-against-alone-dev.json; \
+	fi
+	@if [ -f $(TEACHER_DIR)/metadata.json ]; then \
+		SMART_SUPPORT_ENSEMBLE=true $(BIN)/smart-support compare $(HELD_OUT_DATA) \
+			--model-dir $(MODEL_DIR) --against $(TEACHER_DIR) --against-runtime torch \
+			--out reports/ensemble-against-v1-held-out.json; \
+		if [ -f $(DEV_DATA) ]; then SMART_SUPPORT_ENSEMBLE=true $(BIN)/smart-support compare \
+			--data $(DEV_DATA) --model-dir $(MODEL_DIR) --against $(TEACHER_DIR) \
+			--against-runtime torch --out reports/ensemble-against-v1-dev.json; fi; \
 	fi
 
 clean-model:

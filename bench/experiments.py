@@ -228,6 +228,8 @@ OVERHEAD_VARIANTS = {
                                                     "SMART_SUPPORT_TORCH_THREADS": "1"},
     "one gthread worker x 3 threads (keep-alive)": {"WORKERS": "1", "THREADS": "3",
                                                     "SMART_SUPPORT_TORCH_THREADS": "1"},
+    # the transformer blended with the TF-IDF baseline: one more model per ticket
+    "ensemble": {"SMART_SUPPORT_ENSEMBLE": "true"},
 }
 
 

@@ -180,3 +180,39 @@ def test_evaluate_scores_the_blend_when_the_ensemble_is_on(model_copy, tiny_tick
     assert report["calibration"]["needs_review"]["threshold"] == fitted["review"]["threshold"]
     plain = evaluate(tiny_ticket_files["test"], Settings.from_env({}, model_dir=model_copy))
     assert plain["model"]["ensemble"] is None
+
+
+def test_the_explanation_is_occlusion_on_the_blend_served(model_copy):
+    import re
+
+    fit_ensemble(Settings.from_env({}, model_dir=model_copy))
+    # All weight on the baseline: each word's weight must be the drop in the baseline's
+    # probability of the answer when that word is removed.
+    rewrite_ensemble(model_copy, lambda e: (e.update(baseline_weight=1.0),
+                                            e["calibration"].update(temperature=1.0)))
+    client = create_app({"model_dir": model_copy, "ensemble": True}).test_client()
+    text = "I was charged twice for my subscription, refund the money please"
+    body = client.post("/classify?explain=true", json={"description": text}).get_json()
+    words = body["explanation"]["words"]
+    assert words and body["explanation"]["method"] == "occlusion"
+    baseline = BaselinePredictor(load_artifacts(model_copy).baseline)
+    column = baseline.labels.index(body["model_category"])
+    whole = baseline.predict_texts([text])[0][0, column]
+    for item in words:
+        without = re.sub(rf"(?<!\w){re.escape(item['word'])}(?!\w)", " ", text,
+                         flags=re.IGNORECASE)
+        drop = whole - baseline.predict_texts([without])[0][0, column]
+        assert item["weight"] == pytest.approx(drop, abs=2e-4)
+
+
+def test_the_baseline_in_a_blend_reads_only_the_head_and_tail_of_a_long_text(trained_model_dir):
+    from smart_support.inference.predictor import Blend, head_and_tail
+
+    baseline = BaselinePredictor(load_artifacts(trained_model_dir).baseline)
+    text = "refund invoice " * 100 + "lawyer gdpr contract " * 1000 + "login error crash " * 100
+    served = Blend(baseline, 1.0)(np.full((1, 3), 1 / 3), [text], 512)
+    expected, _ = baseline.predict_texts([f"{text[:512]}\n{text[-512:]}"])
+    np.testing.assert_allclose(served, expected, atol=1e-6)
+    whole, _ = baseline.predict_texts([text])
+    assert np.abs(whole - expected).max() > 0.01  # the middle would have moved the answer
+    assert head_and_tail("a short ticket", 512) == "a short ticket"

@@ -154,7 +154,6 @@ class TriageService:
 
     def explain(self, ticket: Ticket, result: TriageResult) -> dict:
         """Why `result`: the words that pushed the model's category most, and the rule."""
-        # With the ensemble the words are the transformer's share of the answer.
         words = (self.predictor.explain(ticket, result.model_category)
                  if result.model != "baseline" else [])
         return {"method": "occlusion" if result.model != "baseline" else "unavailable",

@@ -212,23 +212,24 @@ def _blended(ensemble: dict | None) -> str:
 
 def render_report(report: dict) -> str:
     t, b, rule = report["transformer"], report["baseline"], report["billing_rule"]
+    served = "ensemble" if report["model"].get("ensemble") else "transformer"
     lines = [
         f"{report['data']['path']}: {report['data']['tickets']} tickets, "
         f"model {report['model']['version']} ({report['model']['runtime']} runtime, "
         f"{report['model']['quantize']}{_blended(report['model'].get('ensemble'))})",
-        f"{'':28}{'transformer':>12}{'baseline':>10}",
+        f"{'':28}{served:>12}{'baseline':>10}",
         f"{'macro-F1 (with rule)':28}{t['macro_f1']:>12.4f}{b['macro_f1']:>10.4f}",
         f"{'macro-F1 (model only)':28}{t['model_only']['macro_f1']:>12.4f}",
         f"{'accuracy':28}{t['accuracy']:>12.4f}{b['accuracy']:>10.4f}",
         f"{'urgency Spearman':28}{t['urgency']['spearman']:>12.4f}{b['urgency']['spearman']:>10.4f}",
         f"{'urgency MAE':28}{t['urgency']['mae']:>12.4f}{b['urgency']['mae']:>10.4f}",
     ]
-    for name, m in (("transformer", t), ("baseline", b)):
+    for name, m in ((served, t), ("baseline", b)):
         alerts = m["urgency"]["alerts"]
         lines.append(f"alerts > {alerts['threshold']} ({name}): raised {alerts['raised']}, "
                      f"deserved {alerts['deserved']}, precision {alerts['precision']}, "
                      f"recall {alerts['recall']}")
-    lines.append("per category (transformer, with rule): precision / recall / F1 / support")
+    lines.append(f"per category ({served}, with rule): precision / recall / F1 / support")
     for label, m in t["per_category"].items():
         lines.append(f"  {label:24} {m['precision']:.3f} / {m['recall']:.3f} / {m['f1']:.3f} / "
                      f"{m['support']}")
