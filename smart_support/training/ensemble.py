@@ -63,7 +63,7 @@ def fit_ensemble(settings, data: Path | None = None) -> dict:
     from its training file; write ensemble.json there and return it."""
     from smart_support.inference.artifacts import ENSEMBLE_FILE, load_artifacts
     from smart_support.inference.baseline import BaselinePredictor
-    from smart_support.inference.predictor import Predictor, Ticket, ticket_text
+    from smart_support.inference.predictor import Predictor, Ticket, head_and_tail, ticket_text
     from smart_support.training.data import validation_tickets
 
     artifacts = load_artifacts(settings.model_dir, settings.runtime)
@@ -74,7 +74,8 @@ def fit_ensemble(settings, data: Path | None = None) -> dict:
     answers, _ = predictor.predict([Ticket(t.subject, t.description) for t in tickets])
     transformer = np.array([[a.scores[label] for label in labels] for a in answers])
     texts = [ticket_text(t.subject, t.description) for t in tickets]
-    baseline, _ = BaselinePredictor(artifacts.baseline).predict_texts(texts)
+    baseline, _ = BaselinePredictor(artifacts.baseline).predict_texts(
+        [head_and_tail(text, predictor.budget.window) for text in texts])  # as a Blend reads
     truth_idx = [labels.index(t.category) for t in tickets]
     precision = float(artifacts.metadata.get("review", {}).get("target_precision", 0.97))
     fitted = fit_blend(transformer, baseline, truth_idx, texts, labels, precision)
