@@ -256,8 +256,9 @@ def main() -> None:
     parser.add_argument("--runtime", choices=("onnx", "torch"), default=Settings().runtime)
     parser.add_argument("--quantize", choices=("none", "int8"), default="int8")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--max-tokens", type=int, default=Settings().max_tokens,
-                        help="token budget per ticket (default: the service's default)")
+    parser.add_argument("--max-tokens", type=int, default=Settings.from_env().max_tokens,
+                        help="token budget per ticket (default: the service's, "
+                             "SMART_SUPPORT_MAX_TOKENS included, as the server reads it)")
     parser.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")],
                         default=[1, 8, 16, 32, 64])
     parser.add_argument("--orders", type=lambda s: s.split(","), default=["sorted"],
