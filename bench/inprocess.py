@@ -51,7 +51,8 @@ def load_predictor(args, batch_size: int) -> Predictor:
     """Artifacts loaded afresh (int8 mutates a torch model), threads fixed before the first op.
     With SMART_SUPPORT_ENSEMBLE on, as the server then runs it: blended with the baseline."""
     artifacts = load_artifacts(args.model_dir, args.runtime)
-    blend = (blend_of(load_ensemble(artifacts), BaselinePredictor(artifacts.baseline))
+    blend = (blend_of(load_ensemble(artifacts.model_dir, artifacts.metadata),
+                      BaselinePredictor(artifacts.baseline))
              if Settings.from_env().ensemble else None)
     predictor = Predictor(artifacts, args.max_tokens, batch_size, args.quantize, args.threads,
                           blend)

@@ -164,7 +164,7 @@ def ensemble(model_dir, data) -> None:
 def drift(days, model_dir, out, plot) -> None:
     """Report how live traffic moved from the training data: category mix, confidence, review."""
     from smart_support.inference.artifacts import (
-        ENSEMBLE_FILE, METADATA_FILE, ArtifactError, decision_metadata, read_json,
+        METADATA_FILE, ArtifactError, fitted_metadata, load_ensemble, read_json,
     )
     from smart_support.training.drift import drift_plot, drift_report, render_drift
 
@@ -173,8 +173,8 @@ def drift(days, model_dir, out, plot) -> None:
     try:
         metadata = read_json(folder / METADATA_FILE)
         # with the ensemble served, live confidence is the blend's: compare it with the blend's
-        ensemble = read_json(folder / ENSEMBLE_FILE) if settings.ensemble else None
-        metadata = decision_metadata(metadata, ensemble)
+        ensemble = load_ensemble(folder, metadata) if settings.ensemble else None
+        metadata = fitted_metadata(metadata, ensemble)
     except ArtifactError as exc:
         raise click.ClickException(str(exc)) from None
     report = drift_report(storage.prediction_rows(days), metadata, days)

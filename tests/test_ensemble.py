@@ -216,3 +216,26 @@ def test_the_baseline_in_a_blend_reads_only_the_head_and_tail_of_a_long_text(tra
     whole, _ = baseline.predict_texts([text])
     assert np.abs(whole - expected).max() > 0.01  # the middle would have moved the answer
     assert head_and_tail("a short ticket", 512) == "a short ticket"
+
+
+def test_drift_with_the_ensemble_on_names_a_missing_ensemble_json(runner, model_copy, tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.setenv("SMART_SUPPORT_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("SMART_SUPPORT_ENSEMBLE", "true")
+    result = runner.invoke(main, ["drift", "--model-dir", str(model_copy)])
+    assert result.exit_code == 1
+    assert "ensemble.json: missing" in result.output
+
+
+def test_drift_with_the_ensemble_on_compares_with_the_blend_s_reference(runner, model_copy,
+                                                                       tmp_path, monkeypatch):
+    fitted = fit_ensemble(Settings.from_env({}, model_dir=model_copy))
+    monkeypatch.setenv("SMART_SUPPORT_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("SMART_SUPPORT_ENSEMBLE", "true")
+    out = tmp_path / "drift.json"
+    result = runner.invoke(main, ["drift", "--model-dir", str(model_copy), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    reference = json.loads(out.read_text())["reference"]
+    assert reference["confidence_histogram"] == \
+        fitted["calibration"]["validation_confidence_histogram"]
+    assert reference["review_share"] == fitted["review"]["review_share"]

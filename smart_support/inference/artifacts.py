@@ -197,19 +197,21 @@ def _load_checkpoint(classifier_dir: Path):
     return tokenizer, model
 
 
-def load_ensemble(artifacts: Artifacts) -> dict:
-    """ensemble.json, checked against the model it must have been fitted for."""
-    path = artifacts.model_dir / ENSEMBLE_FILE
+def load_ensemble(model_dir: Path, metadata: dict) -> dict:
+    """`model_dir`'s ensemble.json, checked against the model (its metadata.json) that it
+    must have been fitted for."""
+    model_dir = Path(model_dir)
+    path = model_dir / ENSEMBLE_FILE
     if not path.is_file():
         raise ArtifactError(path, "missing; fit it with `smart-support ensemble --model-dir "
-                                  f"{artifacts.model_dir.name}` (`make model` does)")
+                                  f"{model_dir.name}` (`make model` does)")
     ensemble = read_json(path)
-    if ensemble.get("model_version") != artifacts.version:
+    if ensemble.get("model_version") != metadata.get("version"):
         raise ArtifactError(path, f"fitted for model {ensemble.get('model_version')!r}, this "
-                                  f"directory holds {artifacts.version!r}; fit it again")
-    if ensemble.get("labels") != artifacts.labels:
+                                  f"directory holds {metadata.get('version')!r}; fit it again")
+    if ensemble.get("labels") != list(metadata.get("labels") or []):
         raise ArtifactError(path, f"labels {ensemble.get('labels')} disagree with the "
-                                  f"classifier's {artifacts.labels}")
+                                  f"model's {metadata.get('labels')}")
     weight = ensemble.get("baseline_weight")
     temperature = (ensemble.get("calibration") or {}).get("temperature")
     threshold = (ensemble.get("review") or {}).get("threshold")
@@ -227,7 +229,7 @@ def _number_in(value, low: float, high: float) -> bool:
         and low <= value <= high
 
 
-def decision_metadata(metadata: dict, ensemble: dict | None) -> dict:
+def fitted_metadata(metadata: dict, ensemble: dict | None) -> dict:
     """The model's metadata as the service's decisions read it: with an ensemble, its
     calibration, needs-review threshold and billing-rule sweep, all fitted on the blend,
     replace the transformer's own."""

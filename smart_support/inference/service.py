@@ -13,7 +13,7 @@ from typing import Sequence
 
 from smart_support.config import Settings, override_rule
 from smart_support.inference.artifacts import (
-    ArtifactError, decision_metadata, load_artifacts, load_ensemble,
+    ArtifactError, fitted_metadata, load_artifacts, load_ensemble,
 )
 from smart_support.inference.baseline import BaselinePredictor
 from smart_support.inference.breaker import OPEN, CircuitBreaker
@@ -60,7 +60,7 @@ class TriageService:
         self.artifacts = None
         self.predictor: Predictor | None = None
         self.fallback: BaselinePredictor | None = None
-        self.decisions: dict = {}  # the metadata that thresholds and the rule are read from
+        self.fitted: dict = {}  # the metadata that thresholds and the rule are read from
         self.answered_by = "transformer"  # or "ensemble" (SMART_SUPPORT_ENSEMBLE)
         self.batcher = None  # a MicroBatcher when SMART_SUPPORT_MICRO_BATCHING is on
         self.not_ready: NotReady | None = NotReady("model not loaded yet")
@@ -74,7 +74,8 @@ class TriageService:
         started = time.perf_counter()
         try:
             artifacts = load_artifacts(self.settings.model_dir, self.settings.runtime)
-            ensemble = load_ensemble(artifacts) if self.settings.ensemble else None
+            ensemble = (load_ensemble(artifacts.model_dir, artifacts.metadata)
+                        if self.settings.ensemble else None)
             fallback = BaselinePredictor(artifacts.baseline)
             predictor = Predictor(artifacts, self.settings.max_tokens,
                                   self.settings.inference_batch_size, self.settings.quantize,
@@ -89,8 +90,8 @@ class TriageService:
         if self.rule.enabled and self.rule.target_category not in artifacts.labels:
             log.warning("override category %r is not among the model's labels %s; "
                         "the billing rule is off", self.rule.target_category, artifacts.labels)
-        self.decisions = decision_metadata(artifacts.metadata, ensemble)
-        self.rule = override_rule(self.settings, self.decisions)
+        self.fitted = fitted_metadata(artifacts.metadata, ensemble)
+        self.rule = override_rule(self.settings, self.fitted)
         self.artifacts, self.predictor, self.fallback = artifacts, predictor, fallback
         self.answered_by = "ensemble" if ensemble else "transformer"
         if self.settings.micro_batching:
@@ -125,7 +126,7 @@ class TriageService:
         training run (or the ensemble's fit) chose on validation data, else 0 (never)."""
         if self.settings.review_threshold is not None:
             return self.settings.review_threshold
-        review = self.decisions.get("review") or {}
+        review = self.fitted.get("review") or {}
         return float(review.get("threshold", 0.0))
 
     @property

@@ -4,12 +4,13 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 from smart_support.config import Settings, override_rule
-from smart_support.inference.artifacts import decision_metadata, load_artifacts, load_ensemble
+from smart_support.inference.artifacts import fitted_metadata, load_artifacts, load_ensemble
 from smart_support.inference.baseline import BaselinePredictor
 from smart_support.inference.predictor import Predictor, Ticket, blend_of, ticket_text
-from smart_support.routing import route_many
+from smart_support.routing import OverrideRule, route_many
 from smart_support.training.data import DataError, file_sha256, load_tickets
 from smart_support.training.metrics import (
     apply_temperature, category_metrics, paired_bootstrap, reliability, review_threshold,
@@ -27,19 +28,19 @@ def override_effect(truth, model_only, final) -> dict:
     }
 
 
-def calibration_report(predictions, truth, labels, decisions: dict, settings: Settings) -> dict:
+def calibration_report(predictions, truth, labels, fitted: dict, settings: Settings) -> dict:
     """ECE before and after the stored temperature, and what the needs-review threshold does.
-    `decisions`: the metadata the service decides from (the ensemble's when it blends)."""
+    `fitted`: the metadata the service decides from (artifacts.fitted_metadata)."""
     import numpy as np
 
     labels = list(labels)
     known = [i for i, t in enumerate(truth) if t in labels]
     calibrated = np.array([[predictions[i].scores[l] for l in labels] for i in known])
     truth_idx = np.array([labels.index(truth[i]) for i in known])
-    temperature = float(decisions.get("calibration", {}).get("temperature", 1.0))
+    temperature = float(fitted.get("calibration", {}).get("temperature", 1.0))
     raw = apply_temperature(calibrated, 1.0 / temperature)  # undo: p_raw ~ p_cal ** T
     threshold = (settings.review_threshold if settings.review_threshold is not None
-                 else float((decisions.get("review") or {}).get("threshold", 0.0)))
+                 else float((fitted.get("review") or {}).get("threshold", 0.0)))
     confidence = calibrated.max(1)
     routed = confidence >= threshold
     correct = calibrated.argmax(1) == truth_idx
@@ -89,21 +90,29 @@ def refuse_training_file(data: Path | str, digest: str, artifacts) -> None:
                         "evaluate on held-out tickets instead")
 
 
-def served_answers(tickets, artifacts, settings: Settings):
-    """What the service answers for each ticket: predictions, the guarded rule's decisions,
-    the rule itself, the seconds prediction took, and the metadata its decisions read."""
+class ServedAnswers(NamedTuple):
+    predictions: list       # Prediction per ticket
+    decisions: list         # RoutingDecision per ticket: the guarded rule applied
+    rule: OverrideRule
+    seconds: float          # spent predicting
+    fitted: dict            # the metadata the decisions read (artifacts.fitted_metadata)
+
+
+def served_answers(tickets, artifacts, settings: Settings) -> ServedAnswers:
+    """What the service answers for each ticket, with `settings` as the service reads them."""
     texts = [ticket_text(t.subject, t.description) for t in tickets]
-    ensemble = load_ensemble(artifacts) if settings.ensemble else None
+    ensemble = (load_ensemble(artifacts.model_dir, artifacts.metadata) if settings.ensemble
+                else None)
+    blend = blend_of(ensemble, BaselinePredictor(artifacts.baseline)) if ensemble else None
     predictor = Predictor(artifacts, settings.max_tokens, settings.inference_batch_size,
-                          settings.quantize,
-                          blend=blend_of(ensemble, BaselinePredictor(artifacts.baseline)))
+                          settings.quantize, blend=blend)
     started = time.perf_counter()
     predictions, _ = predictor.predict([Ticket(t.subject, t.description) for t in tickets])
     seconds = time.perf_counter() - started
-    decisions = decision_metadata(artifacts.metadata, ensemble)
-    rule = override_rule(settings, decisions)
-    return (predictions, route_many(texts, [p.scores for p in predictions], rule), rule, seconds,
-            decisions)
+    fitted = fitted_metadata(artifacts.metadata, ensemble)
+    rule = override_rule(settings, fitted)
+    return ServedAnswers(predictions, route_many(texts, [p.scores for p in predictions], rule),
+                         rule, seconds, fitted)
 
 
 def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8) -> dict:
@@ -117,7 +126,7 @@ def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8)
     true_urgency = [t.urgency for t in tickets]
     texts = [ticket_text(t.subject, t.description) for t in tickets]
 
-    predictions, guarded, rule, seconds, decisions = served_answers(tickets, artifacts, settings)
+    predictions, guarded, rule, seconds, fitted = served_answers(tickets, artifacts, settings)
     scores = [p.scores for p in predictions]
     unguarded = route_many(texts, scores, replace(rule, max_confidence=float("inf")))
     model_only = [d.model_category for d in guarded]
@@ -127,12 +136,12 @@ def evaluate(data: Path | str, settings: Settings, alert_threshold: float = 0.8)
     baseline = BaselinePredictor(artifacts.baseline)
     base_probs, base_urgency = baseline.predict_texts(texts)
     base_categories = [baseline.labels[i] for i in base_probs.argmax(1)]
-    calibration = calibration_report(predictions, truth, artifacts.labels, decisions, settings)
+    calibration = calibration_report(predictions, truth, artifacts.labels, fitted, settings)
     return {
         "data": {"path": str(data), "sha256": digest, "tickets": len(tickets)},
         "model": {"version": artifacts.version, "runtime": settings.runtime,
                   "quantize": settings.quantize,
-                  "ensemble": decisions.get("ensemble"),
+                  "ensemble": fitted.get("ensemble"),
                   "base_model": artifacts.metadata.get("base_model"),
                   "model_dir": str(artifacts.model_dir)},
         "transformer": {
@@ -176,7 +185,7 @@ def compare(files: list[Path | str], settings: Settings, against: Settings,
         described.append({"path": str(path), "sha256": digest, "tickets": len(rows)})
     sides = {}
     for name, side, artifacts in zip(("model", "against"), (settings, against), loaded):
-        _, decisions, _, _, _ = served_answers(tickets, artifacts, side)
+        decisions = served_answers(tickets, artifacts, side).decisions
         sides[name] = {"version": artifacts.version, "model_dir": str(artifacts.model_dir),
                        "runtime": side.runtime, "quantize": side.quantize,
                        "ensemble": side.ensemble, "categories": [d.category for d in decisions]}
